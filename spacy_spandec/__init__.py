@@ -1,0 +1,6 @@
+"""spacy-spandec: span-based NER for spaCy (SpanDec and SF-SpanDec)."""
+from . import architectures, optimizers, scoring  # noqa: F401  (registrations)
+from .about import __version__
+from .pipeline_component import SpanDecNER, make_spandec_ner
+
+__all__ = ["SpanDecNER", "make_spandec_ner", "__version__"]

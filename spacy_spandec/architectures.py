@@ -1,0 +1,61 @@
+"""Registered architectures: the versioned names that configs refer to."""
+from typing import List
+
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import Model
+from thinc.types import Floats2d
+
+from .layers.spandec_model import SpanDecOutput, build_spandec_model
+
+
+@registry.architectures("spacy-spandec.SpanDecoder.v1")
+def build_span_decoder(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    max_span_length: int = 8,
+    n_heads: int = 12,
+    mlp_ratio: float = 4.0,
+    dropout: float = 0.1,
+    context_window: int = 64,
+    block_size: int = 64,
+    span_filter: bool = True,
+    mixed_precision: bool = False,
+) -> Model[List[Doc], SpanDecOutput]:
+    """SpanDec (paper section 4) with an optional span filter (section 4.1).
+
+    tok2vec: one vector per token, e.g. a spacy-transformers TransformerListener.
+    max_span_length: longest candidate span, in tokens.
+    n_heads: attention heads of the cross-attention layer (divides the width).
+    mlp_ratio: hidden size of the MLP as a multiple of the width (paper: 4).
+    dropout: dropout on the attention output, inside and after the MLP.
+    context_window: tokens of context on each side of a block of spans; docs
+        no longer than block_size + context_window are attended to in full.
+    block_size: span starts decoded together against one shared token window.
+    span_filter: add the SF token classifier (needed for SF-SpanDec pruning).
+    mixed_precision: autocast the decoder on GPU, as spacy-transformers does.
+    """
+    if max_span_length < 1:
+        raise ValueError(
+            f"max_span_length must be at least 1 token, got {max_span_length}. "
+            "Set [components.<name>.model] max_span_length to a positive integer (default 8)."
+        )
+    for name, value in (("n_heads", n_heads), ("block_size", block_size)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}.")
+    if context_window < 0:
+        raise ValueError(f"context_window must be >= 0 tokens, got {context_window}.")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+    if mlp_ratio <= 0:
+        raise ValueError(f"mlp_ratio must be positive, got {mlp_ratio}.")
+    return build_spandec_model(
+        tok2vec,
+        max_span_length=max_span_length,
+        n_heads=n_heads,
+        mlp_ratio=mlp_ratio,
+        dropout=dropout,
+        context_window=context_window,
+        block_size=block_size,
+        span_filter=span_filter,
+        mixed_precision=mixed_precision,
+    )

@@ -1,0 +1,253 @@
+"""Thinc wiring: token vectors from any tok2vec -> the PyTorch span decoder.
+
+The model maps `List[Doc]` to a `SpanDecOutput`. Candidate enumeration and
+attention blocks are computed with numpy (`candidates.py`); the PyTorch net
+is wrapped with `PyTorchWrapper_v3`, so `spacy train`, the optimizer,
+gradient accumulation, serialization and `--gpu-id` go through the normal
+Thinc machinery. Weights are stored as safetensors inside msgpack: loading a
+pipeline never unpickles anything.
+"""
+from dataclasses import dataclass
+from typing import Any, Callable, List, Optional, Tuple
+
+import numpy
+import srsly
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from spacy.tokens import Doc
+from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v3, get_torch_default_device, torch2xp, xp2torch
+from thinc.types import Floats1d, Floats2d
+
+from ..candidates import attention_blocks, enumerate_candidates, max_window_length
+from .decoder import build_net
+
+
+@dataclass
+class SpanDecOutput:
+    """Predictions for the decoded spans of a batch.
+
+    Span arrays are numpy, doc-local token offsets (`ends` exclusive), one row
+    per decoded (kept) span. `logits` and `token_logits` stay on the model's
+    device so the loss can be computed there.
+    """
+
+    lengths: numpy.ndarray
+    doc_ids: numpy.ndarray
+    starts: numpy.ndarray
+    ends: numpy.ndarray
+    logits: Floats2d
+    token_logits: Floats1d
+    n_candidates: numpy.ndarray  # per doc
+    n_kept: numpy.ndarray  # per doc
+
+
+class SpanDecoderLoadError(ValueError):
+    pass
+
+
+def serialize_net(net: torch.nn.Module) -> bytes:
+    config = getattr(net, "config", None)
+    weights = save_safetensors({k: v.contiguous() for k, v in net.state_dict().items()}) if config else b""
+    return srsly.msgpack_dumps({"config": config, "weights": weights})
+
+
+def deserialize_net(net: torch.nn.Module, data: bytes, device: "torch.device") -> torch.nn.Module:
+    try:
+        msg = srsly.msgpack_loads(data)
+        config = msg["config"]
+        if config is None:
+            return net
+        new_net = build_net(config)
+        new_net.load_state_dict(load_safetensors(msg["weights"]))
+    except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise SpanDecoderLoadError(
+            "The span decoder weights are corrupt, truncated or do not match the "
+            f"model's config ({type(err).__name__}: {err}). Re-save the pipeline "
+            "with nlp.to_disk() or re-train it; the file was not loaded."
+        ) from None
+    return new_net.to(device)
+
+
+def build_spandec_model(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    *,
+    max_span_length: int,
+    n_heads: int,
+    mlp_ratio: float,
+    dropout: float,
+    context_window: int,
+    block_size: int,
+    span_filter: bool,
+    mixed_precision: bool = False,
+) -> Model[List[Doc], SpanDecOutput]:
+    wrapper = PyTorchWrapper_v3(
+        build_net(None),
+        convert_inputs=_convert_inputs,
+        convert_outputs=_convert_outputs,
+        mixed_precision=mixed_precision,
+        serialize_model=serialize_net,
+        deserialize_model=deserialize_net,
+    )
+    return Model(
+        "spandec",
+        forward,
+        init=init,
+        layers=[tok2vec, wrapper],
+        refs={"tok2vec": tok2vec, "decoder": wrapper},
+        dims={"nI": None, "nO": None},
+        attrs={
+            "max_span_length": max_span_length,
+            "n_heads": n_heads,
+            "mlp_ratio": mlp_ratio,
+            "dropout": dropout,
+            "context_window": context_window,
+            "block_size": block_size,
+            "span_filter": span_filter,
+            "sf_threshold": 0.0,
+        },
+    )
+
+
+def net_config(model: Model) -> dict:
+    attrs = model.attrs
+    return {
+        "width": model.get_dim("nI"),
+        "n_classes": model.get_dim("nO"),
+        "n_heads": attrs["n_heads"],
+        "mlp_ratio": attrs["mlp_ratio"],
+        "dropout": attrs["dropout"],
+        "n_positions": max_window_length(
+            attrs["max_span_length"], attrs["block_size"], attrs["context_window"]
+        ),
+        "span_filter": attrs["span_filter"],
+    }
+
+
+def is_built(model: Model) -> bool:
+    return getattr(model.get_ref("decoder").shims[0]._model, "config", None) is not None
+
+
+def build_decoder(model: Model) -> None:
+    """Create the PyTorch net now that nI (token width) and nO are known."""
+    shim = model.get_ref("decoder").shims[0]
+    shim._model = build_net(net_config(model)).to(get_torch_default_device())
+
+
+def init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> Model:
+    tok2vec = model.get_ref("tok2vec")
+    if X is not None:
+        tok2vec.initialize(X=X)
+    else:
+        tok2vec.initialize()
+    if not model.has_dim("nI") or model.get_dim("nI") is None:
+        width = _infer_width(tok2vec, X)
+        model.set_dim("nI", width)
+    if not model.has_dim("nO") or model.get_dim("nO") is None:
+        raise ValueError(
+            "Cannot initialize the span decoder without its labels: call "
+            "nlp.initialize() with training examples or pass labels."
+        )
+    build_decoder(model)
+    return model
+
+
+def _infer_width(tok2vec: Model, X: Optional[List[Doc]]) -> int:
+    if tok2vec.has_dim("nO") and tok2vec.get_dim("nO"):
+        return int(tok2vec.get_dim("nO"))
+    for node in tok2vec.walk():
+        if node.has_dim("nO") is True:
+            return int(node.get_dim("nO"))
+    if X:
+        for vectors in tok2vec.predict(X):
+            return int(vectors.shape[1])
+    raise ValueError(
+        "Cannot infer the token vector width for spandec_ner: the tok2vec layer "
+        "has no 'nO' and no sample docs were given to initialize()."
+    )
+
+
+def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[SpanDecOutput, Callable]:
+    tok2vec = model.get_ref("tok2vec")
+    wrapper = model.get_ref("decoder")
+    attrs = model.attrs
+    ops = model.ops
+    max_len = attrs["max_span_length"]
+    block_size = attrs["block_size"]
+    vectors, backprop_tok2vec = tok2vec(docs, is_train)
+    lengths = numpy.asarray([len(doc) for doc in docs], dtype="int64")
+    width = model.get_dim("nI")
+    cands = enumerate_candidates(lengths, max_len)
+    n_candidates = numpy.bincount(cands.doc_ids, minlength=len(docs)).astype("int64")
+    if int(lengths.sum()) == 0:
+        empty = numpy.zeros((0,), dtype="int64")
+        output = SpanDecOutput(
+            lengths, empty, empty, empty, ops.alloc2f(0, model.get_dim("nO")),
+            ops.alloc1f(0), n_candidates, numpy.zeros(len(docs), dtype="int64"),
+        )
+        return output, lambda d_output: backprop_tok2vec([ops.alloc2f(0, width) for _ in docs])
+    blocks = attention_blocks(lengths, max_len, block_size, attrs["context_window"])
+    offsets = numpy.concatenate([[0], numpy.cumsum(lengths)[:-1]]).astype("int64")
+    flat = ops.flatten(vectors)
+    threshold = 0.0 if is_train else float(attrs["sf_threshold"])
+    inputs = {
+        "tokens": flat,
+        "starts": offsets[cands.doc_ids] + cands.starts,
+        "ends": offsets[cands.doc_ids] + cands.ends - 1,
+        "span_blocks": blocks.block_of(cands, block_size),
+        "window_starts": offsets[blocks.doc_ids] + blocks.window_starts,
+        "window_lengths": blocks.window_lengths,
+        "sf_threshold": threshold,
+    }
+    (logits, token_logits, kept), backprop_wrapper = wrapper(inputs, is_train)
+    kept = numpy.asarray(ops.to_numpy(kept), dtype="int64")
+    doc_ids = cands.doc_ids[kept]
+    output = SpanDecOutput(
+        lengths=lengths,
+        doc_ids=doc_ids,
+        starts=cands.starts[kept],
+        ends=cands.ends[kept],
+        logits=logits,
+        token_logits=token_logits,
+        n_candidates=n_candidates,
+        n_kept=numpy.bincount(doc_ids, minlength=len(docs)).astype("int64"),
+    )
+
+    def backprop(d_output: Tuple[Floats2d, Optional[Floats1d]]) -> Any:
+        d_flat = backprop_wrapper(d_output)
+        return backprop_tok2vec(ops.unflatten(d_flat, lengths.tolist()))
+
+    return output, backprop
+
+
+def _convert_inputs(model: Model, X: dict, is_train: bool) -> Tuple[ArgsKwargs, Callable]:
+    device = model.shims[0].device
+    tokens = xp2torch(X["tokens"], requires_grad=is_train, device=device)
+    kwargs = {"tokens": tokens, "sf_threshold": X["sf_threshold"]}
+    for key in ("starts", "ends", "span_blocks", "window_starts", "window_lengths"):
+        kwargs[key] = torch.as_tensor(numpy.asarray(X[key], dtype="int64"), device=device)
+
+    def reverse(d_inputs: ArgsKwargs) -> Floats2d:
+        grad = d_inputs.kwargs["tokens"]
+        if grad is None:
+            return model.ops.alloc2f(*X["tokens"].shape)
+        return torch2xp(grad)
+
+    return ArgsKwargs(args=(), kwargs=kwargs), reverse
+
+
+def _convert_outputs(model: Model, X_Ytorch: Any, is_train: bool) -> Tuple[Any, Callable]:
+    _, (logits, token_logits, kept) = X_Ytorch
+    device = model.shims[0].device
+    Y = (torch2xp(logits), torch2xp(token_logits), kept.cpu().numpy())
+
+    def reverse(dY: Tuple[Floats2d, Optional[Floats1d]]) -> ArgsKwargs:
+        d_logits, d_token_logits = dY
+        tensors, grads = [logits], [xp2torch(d_logits, device=device)]
+        if d_token_logits is not None and token_logits.requires_grad:
+            tensors.append(token_logits)
+            grads.append(xp2torch(d_token_logits, device=device))
+        return ArgsKwargs(args=(tensors,), kwargs={"grad_tensors": grads})
+
+    return Y, reverse

@@ -1,0 +1,418 @@
+"""The `spandec_ner` pipeline component: SpanDec / SF-SpanDec as a TrainablePipe."""
+import warnings
+from itertools import islice
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+import numpy
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc, Span, SpanGroup
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, Optimizer, set_dropout_rate
+
+from .layers.spandec_model import SpanDecOutput, is_built
+from .scoring import gold_spans
+
+DEFAULT_MODEL_CONFIG = """
+[model]
+@architectures = "spacy-spandec.SpanDecoder.v1"
+max_span_length = 8
+n_heads = 12
+mlp_ratio = 4.0
+dropout = 0.1
+context_window = 64
+block_size = 64
+span_filter = true
+mixed_precision = false
+
+[model.tok2vec]
+@architectures = "spacy-transformers.TransformerListener.v1"
+grad_factor = 1.0
+upstream = "*"
+
+[model.tok2vec.pooling]
+@layers = "reduce_mean.v1"
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+LISTENER_NAMES = ("transformer-listener", "tok2vec-listener")
+
+
+@Language.factory(
+    "spandec_ner",
+    assigns=["doc.ents", "doc.spans"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "spans_key": "spandec",
+        "gold_spans_key": None,
+        "sf_threshold": 0.0,
+        "sf_loss_weight": 1.0,
+        "write_ents": True,
+        "overwrite_ents": True,
+        "scorer": {"@scorers": "spacy-spandec.scorer.v1"},
+    },
+    default_score_weights={
+        "ents_f": 1.0,
+        "ents_p": 0.0,
+        "ents_r": 0.0,
+        "ents_per_type": None,
+        "seqeval_f": 0.0,
+    },
+)
+def make_spandec_ner(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], SpanDecOutput],
+    spans_key: str,
+    gold_spans_key: Optional[str],
+    sf_threshold: float,
+    sf_loss_weight: float,
+    write_ents: bool,
+    overwrite_ents: bool,
+    scorer: Optional[Callable],
+) -> "SpanDecNER":
+    """Span-based NER: every span up to max_span_length is classified by a
+    light cross-attention decoder over the token vectors.
+
+    spans_key: doc.spans key for all predicted spans (overlaps allowed).
+    gold_spans_key: take gold from doc.spans[key] (nested) instead of doc.ents.
+    sf_threshold: SF pruning threshold; 0 decodes every span (plain SpanDec).
+    sf_loss_weight: weight of the span-filter loss added to the span loss.
+    write_ents: also write a flat, greedy-by-score selection to doc.ents.
+    overwrite_ents: replace existing doc.ents rather than keep them.
+    """
+    return SpanDecNER(
+        nlp.vocab,
+        model,
+        name,
+        spans_key=spans_key,
+        gold_spans_key=gold_spans_key,
+        sf_threshold=sf_threshold,
+        sf_loss_weight=sf_loss_weight,
+        write_ents=write_ents,
+        overwrite_ents=overwrite_ents,
+        scorer=scorer,
+    )
+
+
+class SpanDecNER(TrainablePipe):
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model[List[Doc], SpanDecOutput],
+        name: str = "spandec_ner",
+        *,
+        spans_key: str = "spandec",
+        gold_spans_key: Optional[str] = None,
+        sf_threshold: float = 0.0,
+        sf_loss_weight: float = 1.0,
+        write_ents: bool = True,
+        overwrite_ents: bool = True,
+        scorer: Optional[Callable] = None,
+    ) -> None:
+        if not 0.0 <= sf_threshold <= 1.0:
+            raise ValueError(
+                f"sf_threshold must be a probability in [0, 1], got {sf_threshold}. "
+                "Use 0 to decode every span (SpanDec) or a value tuned on the dev "
+                "set (e.g. with `python -m spacy_spandec.calibrate`)."
+            )
+        if sf_loss_weight < 0:
+            raise ValueError(f"sf_loss_weight must be >= 0, got {sf_loss_weight}.")
+        if not spans_key:
+            raise ValueError("spans_key must be a non-empty string.")
+        if sf_threshold > 0 and not model.attrs.get("span_filter", False):
+            raise ValueError(
+                f"sf_threshold={sf_threshold} needs the span filter, but the model has "
+                "span_filter = false. Set [components.<name>.model] span_filter = true "
+                "and retrain, or set sf_threshold = 0."
+            )
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.spans_key = spans_key
+        self.gold_spans_key = gold_spans_key
+        self.sf_loss_weight = sf_loss_weight
+        self.write_ents = write_ents
+        self.overwrite_ents = overwrite_ents
+        self.scorer = scorer
+        self.cfg: Dict[str, Any] = {"labels": []}
+        self.sf_threshold = sf_threshold
+
+    @property
+    def sf_threshold(self) -> float:
+        return float(self.model.attrs["sf_threshold"])
+
+    @sf_threshold.setter
+    def sf_threshold(self, value: float) -> None:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"sf_threshold must be in [0, 1], got {value}.")
+        self.model.attrs["sf_threshold"] = float(value)
+
+    @property
+    def max_span_length(self) -> int:
+        return int(self.model.attrs["max_span_length"])
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(self.cfg["labels"])
+
+    @property
+    def label_data(self) -> List[str]:
+        return list(self.labels)
+
+    def add_label(self, label: str) -> int:
+        if not isinstance(label, str):
+            raise ValueError(f"Labels must be strings, got {label!r}.")
+        if label in self.labels:
+            return 0
+        if is_built(self.model):
+            raise ValueError(
+                f"Cannot add label {label!r} to '{self.name}': the model is already "
+                "initialized/trained with labels "
+                f"{list(self.labels)}. Add all labels before nlp.initialize(), or "
+                "re-initialize the component with the new label set."
+            )
+        self.cfg["labels"].append(label)
+        self.vocab.strings.add(label)
+        return 1
+
+    # Prediction ---------------------------------------------------------
+
+    def predict(self, docs: Iterable[Doc]) -> SpanDecOutput:
+        docs = list(docs)
+        if not is_built(self.model):
+            raise ValueError(
+                f"The '{self.name}' component is not initialized. Call "
+                "nlp.initialize() (or train with `spacy train`) before using it, "
+                "or load a trained pipeline with spacy.load()."
+            )
+        return self.model.predict(docs)
+
+    def set_annotations(self, docs: Iterable[Doc], output: SpanDecOutput) -> None:
+        docs = list(docs)
+        labels = self.labels
+        logits = self.model.ops.to_numpy(output.logits)
+        if logits.shape[0]:
+            logits = logits - logits.max(axis=1, keepdims=True)
+            probs = numpy.exp(logits)
+            probs /= probs.sum(axis=1, keepdims=True)
+            best = probs.argmax(axis=1)
+            scores = probs[numpy.arange(probs.shape[0]), best]
+        else:
+            best = numpy.zeros((0,), dtype="int64")
+            scores = numpy.zeros((0,), dtype="float32")
+        entity = best > 0
+        ent_doc_ids = output.doc_ids[entity]
+        ent_starts, ent_ends = output.starts[entity], output.ends[entity]
+        ent_labels, ent_scores = best[entity] - 1, scores[entity]
+        bounds = numpy.searchsorted(ent_doc_ids, numpy.arange(len(docs) + 1))
+        for i, doc in enumerate(docs):
+            lo, hi = int(bounds[i]), int(bounds[i + 1])
+            order = numpy.lexsort((ent_labels[lo:hi], ent_ends[lo:hi], ent_starts[lo:hi]))
+            spans, span_scores = [], []
+            for k in order:
+                j = lo + int(k)
+                spans.append(
+                    Span(doc, int(ent_starts[j]), int(ent_ends[j]), label=labels[int(ent_labels[j])])
+                )
+                span_scores.append(float(ent_scores[j]))
+            group = SpanGroup(doc, name=self.spans_key, spans=spans)
+            group.attrs["scores"] = span_scores
+            group.attrs["n_candidates"] = int(output.n_candidates[i])
+            group.attrs["n_kept"] = int(output.n_kept[i])
+            doc.spans[self.spans_key] = group
+            if self.write_ents:
+                self._write_ents(doc, spans, span_scores)
+
+    def _write_ents(self, doc: Doc, spans: List[Span], scores: List[float]) -> None:
+        """Flat entities: greedy by score, never overlapping each other or,
+        when not overwriting, the entities already on the doc."""
+        taken = numpy.zeros(len(doc), dtype=bool)
+        kept: List[Span] = []
+        if not self.overwrite_ents:
+            kept = list(doc.ents)
+            for ent in kept:
+                taken[ent.start : ent.end] = True
+        ranked = sorted(range(len(spans)), key=lambda k: (-scores[k], spans[k].start, spans[k].end))
+        for k in ranked:
+            span = spans[k]
+            if not taken[span.start : span.end].any():
+                taken[span.start : span.end] = True
+                kept.append(span)
+        doc.set_ents(sorted(kept, key=lambda s: s.start), default="outside")
+
+    # Training -------------------------------------------------------------
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[List[str]] = None,
+    ) -> None:
+        validate_get_examples(get_examples, "SpanDecNER.initialize")
+        if nlp is not None:
+            self._check_listeners(nlp)
+        if labels is not None:
+            self.cfg["labels"] = []
+            for label in labels:
+                self.add_label(label)
+        else:
+            found = set()
+            for eg in get_examples():
+                found.update(span.label_ for span in self._gold(eg))
+            self.cfg["labels"] = []
+            for label in sorted(found):
+                self.add_label(label)
+        if not self.labels:
+            raise ValueError(
+                f"'{self.name}' found no entity labels: the training examples have no "
+                f"gold {'doc.ents' if self.gold_spans_key is None else repr('doc.spans[' + self.gold_spans_key + ']')}. "
+                "Pass labels=[...] to initialize, or check the training data."
+            )
+        self._warn_unreachable(get_examples)
+        doc_sample = [eg.predicted for eg in islice(get_examples(), 10)]
+        self.model.set_dim("nO", len(self.labels) + 1)
+        self.model.initialize(X=doc_sample)
+
+    def _check_listeners(self, nlp: Language) -> None:
+        if not any(node.name in LISTENER_NAMES for node in self.model.walk()):
+            return
+        upstream = [
+            name
+            for name, pipe in nlp.pipeline
+            if self.name in getattr(pipe, "listening_components", [])
+        ]
+        if not upstream:
+            raise ValueError(
+                f"'{self.name}' reads token vectors through a listener, but no "
+                "'transformer' (or 'tok2vec') component earlier in the pipeline feeds "
+                "it. Add one first, e.g. nlp.add_pipe('transformer', config=...) "
+                f"before '{self.name}', or give the component its own tok2vec in "
+                "[components.<name>.model.tok2vec]."
+            )
+
+    def _gold(self, eg: Example) -> List[Span]:
+        if self.gold_spans_key is None:
+            return list(eg.reference.ents)
+        return list(eg.reference.spans.get(self.gold_spans_key, []))
+
+    def _warn_unreachable(self, get_examples: Callable[[], Iterable[Example]]) -> None:
+        total = too_long = 0
+        for eg in get_examples():
+            for span in self._gold(eg):
+                total += 1
+                too_long += len(span) > self.max_span_length
+        if too_long:
+            warnings.warn(
+                f"{too_long} of {total} gold spans in the training data are longer than "
+                f"max_span_length={self.max_span_length} tokens: '{self.name}' cannot "
+                "predict them and they count as errors. Raise max_span_length in "
+                "[components.<name>.model] to cover them.",
+                UserWarning,
+            )
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "SpanDecNER.update")
+        if not any(len(eg.predicted) for eg in examples):
+            return losses
+        set_dropout_rate(self.model, drop)
+        output, backprop = self.model.begin_update([eg.predicted for eg in examples])
+        loss, gradients = self.get_loss(examples, output)
+        backprop(gradients)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def get_loss(
+        self, examples: Iterable[Example], output: SpanDecOutput
+    ) -> Tuple[float, Tuple[Any, Optional[Any]]]:
+        """Cross-entropy over decoded spans + weighted BCE of the span filter."""
+        examples = list(examples)
+        ops = self.model.ops
+        span_targets, token_targets = self._targets(examples, output)
+        logits = ops.to_numpy(output.logits)
+        n_spans = logits.shape[0]
+        loss = 0.0
+        d_logits = numpy.zeros_like(logits)
+        if n_spans:
+            shifted = logits - logits.max(axis=1, keepdims=True)
+            log_probs = shifted - numpy.log(numpy.exp(shifted).sum(axis=1, keepdims=True))
+            rows = numpy.arange(n_spans)
+            loss += float(-log_probs[rows, span_targets].mean())
+            d_logits = numpy.exp(log_probs)
+            d_logits[rows, span_targets] -= 1.0
+            d_logits /= n_spans
+        d_token_logits = None
+        if self.model.attrs["span_filter"] and self.sf_loss_weight > 0:
+            token_logits = ops.to_numpy(output.token_logits).astype("float32")
+            n_tokens = max(token_logits.shape[0], 1)
+            probs = 1.0 / (1.0 + numpy.exp(-token_logits))
+            eps = 1e-7
+            bce = -(token_targets * numpy.log(probs + eps) + (1 - token_targets) * numpy.log(1 - probs + eps))
+            loss += self.sf_loss_weight * float(bce.sum() / n_tokens)
+            d_token_logits = ops.asarray1f(self.sf_loss_weight * (probs - token_targets) / n_tokens)
+        return loss, (ops.asarray2f(d_logits.astype("float32")), d_token_logits)
+
+    def _targets(
+        self, examples: List[Example], output: SpanDecOutput
+    ) -> Tuple[numpy.ndarray, numpy.ndarray]:
+        """Class index of every decoded span and entity/O of every token.
+
+        Gold is aligned onto the predicted tokenization first, so examples
+        whose tokens differ from the gold still train.
+        """
+        max_len = self.max_span_length
+        label_ids = {label: i + 1 for i, label in enumerate(self.labels)}
+        lengths = output.lengths
+        offsets = numpy.concatenate([[0], numpy.cumsum(lengths)]).astype("int64")
+        dense = numpy.zeros((int(offsets[-1]), max_len), dtype="int64")
+        tokens = numpy.zeros((int(offsets[-1]),), dtype="float32")
+        for i, eg in enumerate(examples):
+            for span in gold_spans(eg, self.gold_spans_key):
+                if span.label_ not in label_ids:
+                    raise ValueError(
+                        f"Gold label {span.label_!r} is not a label of '{self.name}' "
+                        f"({list(self.labels)}). Initialize the component on data that "
+                        "contains it, or pass it in initialize(labels=[...])."
+                    )
+                start = offsets[i] + span.start
+                tokens[start : offsets[i] + span.end] = 1.0
+                if len(span) <= max_len:
+                    dense[start, len(span) - 1] = label_ids[span.label_]
+        flat_starts = offsets[output.doc_ids] + output.starts
+        widths = output.ends - output.starts - 1
+        return dense[flat_starts, widths], tokens
+
+    # Scoring ----------------------------------------------------------------
+
+    def score(self, examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
+        examples = list(examples)
+        validate_examples(examples, "SpanDecNER.score")
+        unknown = set()
+        for eg in examples:
+            unknown.update(span.label_ for span in self._gold(eg) if span.label_ not in self.labels)
+        if unknown and self.labels:
+            raise ValueError(
+                f"The evaluation data has gold labels that '{self.name}' was never "
+                f"trained on: {sorted(unknown)} (model labels: {list(self.labels)}). "
+                "Map them to the model's labels, drop them from the evaluation data, "
+                "or train a model that includes them."
+            )
+        if self.scorer is None:
+            return {}
+        return self.scorer(
+            examples, spans_key=self.spans_key, gold_spans_key=self.gold_spans_key, **kwargs
+        )
