@@ -249,12 +249,13 @@ def pack_sentences(sentences: Sequence[Sentence], max_tokens: int) -> List[List[
 def sentences_to_doc(
     vocab: Vocab,
     sentences: Sequence[Sentence],
-    label_map: Mapping[str, str] = {},
+    label_map: Optional[Mapping[str, str]] = None,
     doc_id: Optional[str] = None,
 ) -> Doc:
     """One sample: source tokens (no re-tokenisation), a sentence start per
     sentence, entities from BIO/IOB1 tags read per sentence (so an entity
     never crosses a sentence boundary inside a chunk)."""
+    label_map = label_map or {}
     words: List[str] = []
     sent_starts: List[bool] = []
     spans: List[Tuple[int, int, str]] = []
@@ -336,7 +337,8 @@ def corpus_stats(docs: Iterable[Doc]) -> Dict[str, Any]:
 
 def source_stats(dataset: str, raw_dir: Path) -> Dict[str, Dict[str, Any]]:
     """Per raw file statistics (one doc per sentence), keyed like the MANIFEST
-    files ("conllpp/test" <-> "conllpp/test.iob.gz")."""
+    files ("conllpp/test" <-> "conllpp/test.iob.gz"). Labels are after the
+    dataset's label map, so CrossNER's CoNLL++ files show CrossNER names."""
     vocab = Vocab()
     sources = {s.name: s for group in dataset_splits(dataset, raw_dir).values() for s in group}
     return {name: corpus_stats(source_docs(vocab, s)) for name, s in sorted(sources.items())}
@@ -357,11 +359,12 @@ def convert(
     """Write `<split>.spacy` for every split of `dataset` and `stats.json`;
     returns what was written to `stats.json`."""
     check_raw_files(dataset, raw_dir)
+    splits = dataset_splits(dataset, raw_dir)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     vocab = Vocab()
     split_stats = {}
-    for split, sources in dataset_splits(dataset, raw_dir).items():
+    for split, sources in splits.items():
         docs = list(split_docs(vocab, sources, granularity, max_tokens, limit))
         DocBin(docs=docs, store_user_data=True).to_disk(output_dir / f"{split}.spacy")
         split_stats[split] = corpus_stats(docs)
@@ -370,7 +373,7 @@ def convert(
         "granularity": granularity,
         "max_tokens": max_tokens if granularity == "chunk" else None,
         "limit": limit,
-        "sources": {split: [s.name for s in sources] for split, sources in dataset_splits(dataset, raw_dir).items()},
+        "sources": {split: [s.name for s in sources] for split, sources in splits.items()},
         "splits": split_stats,
     }
     srsly.write_json(output_dir / "stats.json", report)

@@ -139,14 +139,20 @@ class SpanDecoder(nn.Module):
         v_self = self.v_proj(normed)
         n_blocks = window_starts.shape[0]
         counts = torch.bincount(span_blocks, minlength=n_blocks)
+        # Blocks differ a lot in size (a 3-token sentence vs a 60-token one).
+        # Decode them in groups of similar size, largest first, so padding
+        # to a group's largest block wastes little compute.
+        cost = counts * window_lengths
+        order = torch.argsort(cost, descending=True, stable=True)
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(n_blocks, device=order.device)
+        span_order = torch.argsort(rank[span_blocks], stable=True)
+        q, k_self, v_self = q[span_order], k_self[span_order], v_self[span_order]
+        blocks_sorted = rank[span_blocks][span_order]
+        counts, window_starts, window_lengths = counts[order], window_starts[order], window_lengths[order]
         offsets = torch.cumsum(counts, 0) - counts
-        max_spans = int(counts.max())
-        max_keys = int(window_lengths.max())
-        per_block = self.n_heads * 2 * max_spans * (max_keys + 2)
-        group = max(1, _MAX_SCORE_ELEMENTS // max(per_block, 1))
         outputs: List[torch.Tensor] = []
-        for first in range(0, n_blocks, group):
-            last = min(first + group, n_blocks)
+        for first, last in _size_groups(counts.tolist(), window_lengths.tolist(), self.n_heads):
             lo = int(offsets[first])
             hi = int(offsets[last - 1] + counts[last - 1])
             if hi == lo:
@@ -160,14 +166,17 @@ class SpanDecoder(nn.Module):
                     text_values,
                     pos_keys,
                     pos_values,
-                    span_blocks[lo:hi] - first,
+                    blocks_sorted[lo:hi] - first,
                     offsets[first:last] - lo,
                     counts[first:last],
                     window_starts[first:last],
                     window_lengths[first:last],
                 )
             )
-        return torch.cat(outputs, dim=0)
+        attended = torch.cat(outputs, dim=0)
+        restored = torch.empty_like(attended)
+        restored[span_order] = attended
+        return restored
 
     def _attend_group(
         self,
@@ -222,6 +231,29 @@ class SpanDecoder(nn.Module):
         out = out_text.view(n_blocks, h, max_spans, 2, hw) + out_self
         out = out.permute(0, 2, 3, 1, 4).reshape(n_blocks * max_spans, 2, d)
         return out.index_select(0, slots)
+
+
+def _size_groups(
+    counts: List[int], window_lengths: List[int], n_heads: int
+) -> List[Tuple[int, int]]:
+    """Split blocks (sorted by decreasing size) into [first, last) groups.
+
+    A group ends when the next block is less than half the size of the
+    group's largest one, or when the padded attention scores would exceed
+    the memory bound.
+    """
+    groups: List[Tuple[int, int]] = []
+    first = 0
+    for i in range(1, len(counts) + 1):
+        if i == len(counts):
+            groups.append((first, i))
+            break
+        largest = counts[first] * window_lengths[first]
+        padded = (i + 1 - first) * n_heads * 2 * counts[first] * (window_lengths[first] + 2)
+        if counts[i] * window_lengths[i] * 2 < largest or padded > _MAX_SCORE_ELEMENTS:
+            groups.append((first, i))
+            first = i
+    return groups
 
 
 class SpanDecNet(nn.Module):

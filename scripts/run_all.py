@@ -1,0 +1,144 @@
+"""Run every benchmark with every model variant via `spacy project run`, and
+record the wall time of each step in results/timings.json.
+
+Why a script: weasel workflows cannot loop over vars, so `spacy project run all`
+calls this, which calls `spacy project run STEP . --vars.dataset=X
+--vars.config=Y ...` for each combination. Weasel's own skipping applies (a
+step whose deps and outputs are unchanged is skipped and recorded as such);
+`--force` reruns everything.
+
+Per dataset: assets, convert; then per variant: train, evaluate,
+evaluate-domains (CrossNER only), package. A failed assets/convert/train step skips
+the steps that need it; the others go on, and the exit status is 1 if anything failed.
+
+Sample granularity per dataset: CoNLL++ and OntoNotes 5 are packed into chunks
+of <= 74 tokens (the paper's ~57-60 words per sample for them; 819 CoNLL++ test
+chunks vs. its 817), CrossNER and BC5CDR are plain sentences (MANIFEST.md).
+
+Budgets (`training.max_steps`):
+  cpu   = CPU_STEPS steps per run, to show the whole pipeline works on 2 cores;
+  paper = the paper's MiniLM schedule, 100 epochs: ceil(100 * train samples /
+          samples per step), with the train samples from
+          corpus/<dataset>/stats.json and the samples per step from
+          [training.batcher] size of configs/<config>.cfg (the paper's 64 if
+          that is not a plain number).
+A single `spacy project run train` uses --vars.max_steps; the budget only
+acts through this script.
+"""
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from thinc.api import Config
+
+DATASETS = ["conllpp", "crossner", "ontonotes5", "bc5cdr"]
+CONFIGS = ["spandec", "sf_spandec", "token_cls"]
+GRANULARITY = {"conllpp": "chunk", "ontonotes5": "chunk", "crossner": "sentence", "bc5cdr": "sentence"}
+DATASET_STEPS = ["assets", "convert"]
+MODEL_STEPS = ["train", "evaluate", "evaluate-domains", "package"]
+CPU_STEPS = 200
+PAPER_EPOCHS = 100
+PAPER_BATCH_SAMPLES = 64  # the paper's global batch size
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+def samples_per_step(config: str) -> int:
+    """[training.batcher] size of configs/<config>.cfg if it is a plain number."""
+    path = PROJECT_DIR / "configs" / f"{config}.cfg"
+    if path.exists():
+        size = Config().from_disk(path, interpolate=False).get("training", {}).get("batcher", {}).get("size")
+        if isinstance(size, int) and size > 0:
+            return size
+    return PAPER_BATCH_SAMPLES
+
+
+def max_steps(budget: str, dataset: str, config: str) -> Optional[int]:
+    """Training steps for a budget; None if the paper budget's corpus
+    statistics do not exist yet (dry runs before `convert`)."""
+    if budget == "cpu":
+        return CPU_STEPS
+    stats_path = PROJECT_DIR / "corpus" / dataset / "stats.json"
+    if not stats_path.exists():
+        return None
+    samples = json.loads(stats_path.read_text())["splits"]["train"]["samples"]
+    return math.ceil(PAPER_EPOCHS * samples / samples_per_step(config))
+
+
+def run_step(step: str, variables: Dict[str, Any], force: bool, dry_run: bool) -> Dict[str, Any]:
+    """Run one project command, echoing its output; returns the timing record."""
+    cmd = [sys.executable, "-m", "spacy", "project", "run", step, str(PROJECT_DIR)]
+    cmd += [f"--vars.{key}={value}" for key, value in variables.items()]
+    cmd += ["--force"] if force else []
+    print("$ " + " ".join(cmd), flush=True)
+    record: Dict[str, Any] = {"step": step, "vars": variables, "command": ["python"] + cmd[1:]}
+    if dry_run:
+        return {**record, "returncode": 0, "seconds": 0.0, "skipped": False, "dry_run": True}
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    skipped = False
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        skipped = skipped or f"Skipping '{step}'" in line
+    returncode = proc.wait()
+    seconds = round(time.perf_counter() - start, 2)
+    finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return {**record, "returncode": returncode, "seconds": seconds, "skipped": skipped, "finished": finished}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budget", choices=["cpu", "paper"], default="cpu")
+    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=DATASETS)
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=CONFIGS)
+    parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--limit", type=int, default=0, help="first K samples per split (smoke runs)")
+    parser.add_argument("--steps", nargs="+", choices=DATASET_STEPS + MODEL_STEPS,
+                        default=DATASET_STEPS + MODEL_STEPS, help="run only these steps")
+    parser.add_argument("--force", action="store_true", help="rerun steps weasel would skip")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+    parser.add_argument("--timings", type=Path, default=PROJECT_DIR / "results" / "timings.json")
+    args = parser.parse_args(argv)
+
+    timings: Dict[str, Any] = {}
+    if args.timings.exists() and not args.dry_run:
+        timings = json.loads(args.timings.read_text())
+    failed: List[str] = []
+
+    def run(key: str, step: str, variables: Dict[str, Any]) -> bool:
+        record = run_step(step, variables, args.force, args.dry_run)
+        record["budget"] = args.budget
+        if not args.dry_run:
+            timings[key] = record
+            args.timings.parent.mkdir(parents=True, exist_ok=True)
+            args.timings.write_text(json.dumps(timings, indent=1, sort_keys=True) + "\n")
+        if record["returncode"] != 0:
+            failed.append(key)
+            print(f"FAILED {key} (exit {record['returncode']}); skipping the steps that need it", flush=True)
+        return record["returncode"] == 0
+
+    for dataset in args.datasets:
+        base = {"dataset": dataset, "granularity": GRANULARITY[dataset], "limit": args.limit, "gpu_id": args.gpu_id}
+        if not all(run(f"{dataset}/-/{step}", step, base) for step in DATASET_STEPS if step in args.steps):
+            continue
+        for config in args.configs:
+            steps = max_steps(args.budget, dataset, config)
+            variables = {**base, "config": config, "max_steps": steps if steps is not None else "AFTER_CONVERT"}
+            for step in MODEL_STEPS:
+                if step not in args.steps or (step == "evaluate-domains" and dataset != "crossner"):
+                    continue
+                if not run(f"{dataset}/{config}/{step}", step, variables) and step == "train":
+                    break  # evaluate and package need the trained model
+    if failed:
+        print(f"{len(failed)} step(s) failed: {', '.join(failed)}")
+    print(f"timings: {args.timings}" if not args.dry_run else "dry run: nothing executed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
