@@ -1,5 +1,5 @@
 """spacy-spandec: span-based NER for spaCy (SpanDec and SF-SpanDec)."""
-from . import architectures, encoders, optimizers, scoring  # noqa: F401  (registrations)
+from . import architectures, encoders, optimizers, scoring, token_classification  # noqa: F401  (registrations)
 from .about import __version__
 from .pipeline_component import SpanDecNER, make_spandec_ner
 

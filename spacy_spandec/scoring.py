@@ -39,6 +39,14 @@ def seqeval_scores(examples: Iterable[Example]) -> Dict[str, float]:
     }
 
 
+def score_ents(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
+    """spaCy's ents_* and the paper's seqeval P/R/F1 of doc.ents."""
+    examples = list(examples)
+    scores: Dict[str, Any] = dict(get_ner_prf(examples))
+    scores.update(seqeval_scores(examples))
+    return scores
+
+
 def score_spandec(
     examples: Iterable[Example],
     *,
@@ -47,8 +55,7 @@ def score_spandec(
     **kwargs: Any,
 ) -> Dict[str, Any]:
     examples = list(examples)
-    scores: Dict[str, Any] = dict(get_ner_prf(examples))
-    scores.update(seqeval_scores(examples))
+    scores = score_ents(examples)
     prf = PRFScore()
     n_candidates = n_kept = 0
     for eg in examples:
@@ -71,3 +78,8 @@ def score_spandec(
 @registry.scorers("spacy-spandec.scorer.v1")
 def make_spandec_scorer():
     return score_spandec
+
+
+@registry.scorers("spacy-spandec.ents_scorer.v1")
+def make_ents_scorer():
+    return score_ents

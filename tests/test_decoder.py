@@ -1,0 +1,239 @@
+"""The PyTorch span decoder against a naive, span-by-span reference."""
+import math
+
+import numpy
+import pytest
+import torch
+from torch.nn import functional as F
+
+from spacy_spandec.candidates import attention_blocks, enumerate_candidates, max_window_length
+from spacy_spandec.layers import decoder as decoder_module
+from spacy_spandec.layers.decoder import SpanDecNet, SpanDecoder
+from spacy_spandec.layers.span_filter import SpanFilter, spans_to_keep
+
+WIDTH, N_HEADS, N_CLASSES = 16, 4, 5
+MAX_LEN, BLOCK_SIZE, CONTEXT = 4, 16, 8
+# Short docs, an empty doc, a one-token doc and a 300-token doc (19 blocks).
+LENGTHS = [5, 0, 1, 37, 300]
+
+
+def make_inputs(lengths, max_len=MAX_LEN, block_size=BLOCK_SIZE, context=CONTEXT, seed=0):
+    """The decoder's inputs, built from candidates.py as the Thinc model does."""
+    gen = torch.Generator().manual_seed(seed)
+    tokens = torch.randn(sum(lengths), WIDTH, generator=gen)
+    cands = enumerate_candidates(lengths, max_len)
+    blocks = attention_blocks(lengths, max_len, block_size, context)
+    offsets = numpy.concatenate([[0], numpy.cumsum(lengths)[:-1]]).astype("int64")
+    as_tensor = lambda a: torch.as_tensor(numpy.asarray(a, dtype="int64"))  # noqa: E731
+    return {
+        "tokens": tokens,
+        "starts": as_tensor(offsets[cands.doc_ids] + cands.starts),
+        "ends": as_tensor(offsets[cands.doc_ids] + cands.ends - 1),
+        "span_blocks": as_tensor(blocks.block_of(cands, block_size)),
+        "window_starts": as_tensor(offsets[blocks.doc_ids] + blocks.window_starts),
+        "window_lengths": as_tensor(blocks.window_lengths),
+    }
+
+
+def make_decoder(seed=0, max_len=MAX_LEN, block_size=BLOCK_SIZE, context=CONTEXT):
+    torch.manual_seed(seed)
+    dec = SpanDecoder(
+        WIDTH, N_CLASSES, N_HEADS, mlp_ratio=2.0, dropout=0.1,
+        n_positions=max_window_length(max_len, block_size, context),
+    )
+    # Non-trivial LayerNorm affine parameters, so a mix-up between the three
+    # norms cannot go unnoticed.
+    with torch.no_grad():
+        for norm in (dec.norm_query, dec.norm_text, dec.norm_mlp):
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    return dec.eval()
+
+
+def reference_logits(dec: SpanDecoder, inputs) -> torch.Tensor:
+    """One span at a time, straight from the paper's description.
+
+    Queries [q_i, q_j] with q_i = m_start + pos(i), q_j = m_end + pos(j),
+    positions relative to the span's block window; keys/values are the
+    (normed) queries themselves followed by the (normed) window tokens plus
+    their positions. One pre-norm multi-head cross-attention with a residual,
+    a pre-norm MLP with a residual, then a linear classifier on [h_i; h_j].
+    """
+    tokens = inputs["tokens"]
+    h, d = dec.n_heads, dec.width
+    hw = d // h
+    pos = dec.positions.weight
+    rows = []
+    for s, e, b in zip(inputs["starts"].tolist(), inputs["ends"].tolist(), inputs["span_blocks"].tolist()):
+        ws = int(inputs["window_starts"][b])
+        wl = int(inputs["window_lengths"][b])
+        assert ws <= s <= e < ws + wl
+        q_in = torch.stack([dec.m_start + pos[s - ws], dec.m_end + pos[e - ws]])  # (2, d)
+        q_normed = F.layer_norm(q_in, (d,), dec.norm_query.weight, dec.norm_query.bias)
+        window = F.layer_norm(tokens[ws : ws + wl], (d,), dec.norm_text.weight, dec.norm_text.bias)
+        window = window + pos[:wl]
+        kv_in = torch.cat([q_normed, window], dim=0)  # (2 + wl, d)
+        q = q_normed @ dec.q_proj.weight.T + dec.q_proj.bias
+        k = kv_in @ dec.k_proj.weight.T + dec.k_proj.bias
+        v = kv_in @ dec.v_proj.weight.T + dec.v_proj.bias
+        heads = []
+        for head in range(h):
+            sl = slice(head * hw, (head + 1) * hw)
+            weights = torch.softmax(q[:, sl] @ k[:, sl].T / math.sqrt(hw), dim=-1)
+            heads.append(weights @ v[:, sl])
+        attended = torch.cat(heads, dim=-1) @ dec.o_proj.weight.T + dec.o_proj.bias
+        hidden = q_in + attended
+        lin1, act, _, lin2 = dec.mlp
+        mlp_in = F.layer_norm(hidden, (d,), dec.norm_mlp.weight, dec.norm_mlp.bias)
+        hidden = hidden + lin2(act(lin1(mlp_in)))
+        rows.append(dec.classifier(hidden.reshape(2 * d)))
+    return torch.stack(rows)
+
+
+def test_decoder_matches_naive_reference():
+    dec = make_decoder()
+    inputs = make_inputs(LENGTHS)
+    assert int(inputs["span_blocks"].max()) + 1 >= 19  # the long doc has many blocks
+    with torch.no_grad():
+        got = dec(**inputs)
+        expected = reference_logits(dec, inputs)
+    assert got.shape == (sum(min(n, MAX_LEN) * n - min(n, MAX_LEN) * (min(n, MAX_LEN) - 1) // 2 for n in LENGTHS), N_CLASSES)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_decoder_matches_reference_when_blocks_are_split_by_memory_bound(monkeypatch):
+    dec = make_decoder(seed=1)
+    inputs = make_inputs(LENGTHS, seed=1)
+    with torch.no_grad():
+        expected = reference_logits(dec, inputs)
+        # Force one group per block: grouping must not change any result.
+        monkeypatch.setattr(decoder_module, "_MAX_SCORE_ELEMENTS", 1)
+        got = dec(**inputs)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_decoder_spans_do_not_attend_to_each_other():
+    """Decoding a subset of spans gives the same logits for those spans."""
+    dec = make_decoder()
+    inputs = make_inputs(LENGTHS)
+    with torch.no_grad():
+        full = dec(**inputs)
+        subset = torch.arange(0, inputs["starts"].shape[0], 7)
+        sub_inputs = dict(inputs)
+        for key in ("starts", "ends", "span_blocks"):
+            sub_inputs[key] = inputs[key][subset]
+        partial = dec(**sub_inputs)
+    torch.testing.assert_close(partial, full[subset], atol=1e-5, rtol=1e-5)
+
+
+def test_decoder_no_spans():
+    dec = make_decoder()
+    inputs = make_inputs([3])
+    for key in ("starts", "ends", "span_blocks"):
+        inputs[key] = inputs[key][:0]
+    out = dec(**inputs)
+    assert out.shape == (0, N_CLASSES)
+
+
+def test_decoder_width_must_divide_heads():
+    with pytest.raises(ValueError, match="n_heads"):
+        SpanDecoder(30, 3, 4, 4.0, 0.0, 10)
+
+
+def test_gradients_flow_to_every_token():
+    dec = make_decoder()
+    inputs = make_inputs(LENGTHS)
+    inputs["tokens"].requires_grad_(True)
+    dec(**inputs).sum().backward()
+    grad = inputs["tokens"].grad
+    assert grad is not None
+    assert (grad.abs().sum(dim=1) > 0).all()
+    for name, param in dec.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_gradient_of_one_span_is_local_to_its_window():
+    dec = make_decoder()
+    inputs = make_inputs([300])
+    inputs["tokens"].requires_grad_(True)
+    logits = dec(**inputs)
+    k = int((inputs["starts"] == 150).nonzero()[0])
+    logits[k].sum().backward()
+    b = int(inputs["span_blocks"][k])
+    lo = int(inputs["window_starts"][b])
+    hi = lo + int(inputs["window_lengths"][b])
+    touched = (inputs["tokens"].grad.abs().sum(dim=1) > 0).nonzero().squeeze(-1)
+    assert lo > 0 and hi < 300
+    assert touched.min() == lo and touched.max() == hi - 1
+    assert touched.shape[0] == hi - lo
+
+
+# Span filter ----------------------------------------------------------------------
+
+
+def brute_force_keep(token_logits, starts, ends, threshold):
+    probs = torch.sigmoid(token_logits)
+    return torch.tensor(
+        [bool((probs[s : e + 1] >= threshold).all()) for s, e in zip(starts.tolist(), ends.tolist())]
+    )
+
+
+@pytest.mark.parametrize("threshold", [0.1, 0.3, 0.5, 0.7, 0.95])
+def test_spans_to_keep_matches_brute_force(threshold):
+    inputs = make_inputs([5, 0, 1, 37, 50])
+    gen = torch.Generator().manual_seed(3)
+    token_logits = torch.randn(inputs["tokens"].shape[0], generator=gen) * 2
+    keep = spans_to_keep(token_logits, inputs["starts"], inputs["ends"], threshold)
+    expected = brute_force_keep(token_logits, inputs["starts"], inputs["ends"], threshold)
+    assert keep.dtype == torch.bool
+    assert torch.equal(keep, expected)
+    assert 0 < int(keep.sum()) < keep.shape[0]
+
+
+def test_spans_to_keep_threshold_zero_keeps_all():
+    inputs = make_inputs([5, 12])
+    token_logits = torch.full((17,), -50.0)
+    keep = spans_to_keep(token_logits, inputs["starts"], inputs["ends"], 0.0)
+    assert keep.all() and keep.shape == inputs["starts"].shape
+
+
+def test_span_filter_shape():
+    sf = SpanFilter(WIDTH)
+    assert sf(torch.randn(7, WIDTH)).shape == (7,)
+
+
+def net_config(span_filter=True):
+    return {
+        "width": WIDTH, "n_classes": N_CLASSES, "n_heads": N_HEADS, "mlp_ratio": 2.0,
+        "dropout": 0.0, "n_positions": max_window_length(MAX_LEN, BLOCK_SIZE, CONTEXT),
+        "span_filter": span_filter,
+    }
+
+
+def test_net_prunes_spans_and_keeps_their_logits():
+    torch.manual_seed(0)
+    net = SpanDecNet(net_config()).eval()
+    inputs = make_inputs(LENGTHS)
+    with torch.no_grad():
+        all_logits, token_logits, all_kept = net(**inputs, sf_threshold=0.0)
+        logits, token_logits2, kept = net(**inputs, sf_threshold=0.5)
+    n = inputs["starts"].shape[0]
+    assert torch.equal(all_kept, torch.arange(n))
+    assert token_logits.shape == (sum(LENGTHS),)
+    torch.testing.assert_close(token_logits, token_logits2)
+    expected = brute_force_keep(token_logits, inputs["starts"], inputs["ends"], 0.5).nonzero().squeeze(-1)
+    assert torch.equal(kept, expected)
+    assert 0 < kept.shape[0] < n
+    torch.testing.assert_close(logits, all_logits[kept], atol=1e-5, rtol=1e-5)
+
+
+def test_net_without_span_filter_ignores_threshold():
+    torch.manual_seed(0)
+    net = SpanDecNet(net_config(span_filter=False)).eval()
+    assert not net.has_span_filter
+    inputs = make_inputs([5, 9])
+    with torch.no_grad():
+        logits, token_logits, kept = net(**inputs, sf_threshold=0.9)
+    assert kept.shape[0] == inputs["starts"].shape[0]
+    assert logits.shape == (kept.shape[0], N_CLASSES)
+    assert torch.equal(token_logits, torch.zeros(14))

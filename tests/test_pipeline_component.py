@@ -1,0 +1,615 @@
+"""The `spandec_ner` component on a small CNN tok2vec: training, outputs,
+serialization, batching, errors, scoring and warnings."""
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import warnings
+from contextlib import contextmanager
+
+import numpy
+import pytest
+import spacy
+from spacy.tokens import Doc, Span
+from spacy.training import Example
+from thinc.api import ConfigValidationError
+
+from spacy_spandec import SpanDecNER
+
+from conftest import LABELS, TRAIN_DATA, char_spans, make_cnn_nlp, make_examples, train
+
+
+def ents_of(doc):
+    return [(e.start_char, e.end_char, e.label_) for e in doc.ents]
+
+
+def spans_of(doc, key="spandec"):
+    group = doc.spans[key]
+    return [(s.start_char, s.end_char, s.label_) for s in group], list(group.attrs["scores"])
+
+
+def gold_of(text, ents):
+    return sorted(char_spans(text, ents))
+
+
+@contextmanager
+def setting(component, **values):
+    """Temporarily change attributes of a (shared) component."""
+    old = {name: getattr(component, name) for name in values}
+    try:
+        for name, value in values.items():
+            setattr(component, name, value)
+        yield component
+    finally:
+        for name, value in old.items():
+            setattr(component, name, value)
+
+
+# Registration -----------------------------------------------------------------
+
+
+def test_add_pipe_by_name_through_entry_points():
+    code = (
+        "import sys, spacy\n"
+        "print('before', 'spacy_spandec' in sys.modules)\n"
+        "nlp = spacy.blank('en')\n"
+        "nlp.add_pipe('spandec_ner')\n"
+        "print(nlp.pipe_names)\n"
+        "print(type(nlp.get_pipe('spandec_ner')).__name__)\n"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd="/", timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "before False"
+    assert lines[1] == "['spandec_ner']"
+    assert lines[2] == "SpanDecNER"
+
+
+def test_factory_defaults():
+    nlp = spacy.blank("en")
+    ner = nlp.add_pipe("spandec_ner")
+    assert isinstance(ner, SpanDecNER)
+    assert ner.max_span_length == 8
+    assert ner.sf_threshold == 0.0
+    assert ner.spans_key == "spandec"
+    assert ner.labels == ()
+
+
+# Labels -------------------------------------------------------------------------
+
+
+def test_initialize_infers_labels():
+    nlp = make_cnn_nlp()
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("spandec_ner")
+    assert ner.labels == LABELS
+    assert ner.model.get_dim("nO") == len(LABELS) + 1
+
+
+def test_initialize_with_given_labels():
+    nlp = make_cnn_nlp()
+    examples = make_examples(nlp)
+    ner = nlp.get_pipe("spandec_ner")
+    ner.initialize(lambda: examples, nlp=nlp, labels=["PER", "ORG", "LOC", "MISC"])
+    assert ner.labels == ("PER", "ORG", "LOC", "MISC")
+    assert ner.model.get_dim("nO") == 5
+    # Training and predicting work with a label the data never uses.
+    losses = {}
+    nlp.update(examples, losses=losses, sgd=nlp.create_optimizer())
+    assert losses["spandec_ner"] > 0
+    doc = nlp(TRAIN_DATA[0][0])
+    assert all(span.label_ in ner.labels for span in doc.spans["spandec"])
+
+
+def test_initialize_labels_through_config():
+    nlp = make_cnn_nlp()
+    nlp.config["initialize"]["components"]["spandec_ner"] = {"labels": ["ORG", "GPE"]}
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    assert nlp.get_pipe("spandec_ner").labels == ("ORG", "GPE")
+
+
+def test_add_label_before_and_after_initialize():
+    nlp = make_cnn_nlp()
+    ner = nlp.get_pipe("spandec_ner")
+    assert ner.add_label("PER") == 1
+    assert ner.add_label("PER") == 0
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    assert ner.add_label("ORG") == 0  # already known: no-op
+    with pytest.raises(ValueError, match="re-initialize"):
+        ner.add_label("MISC")
+    assert "MISC" not in ner.labels
+
+
+def test_initialize_without_any_label_fails():
+    nlp = make_cnn_nlp()
+    examples = make_examples(nlp, data=[("Nothing here .", [])])
+    with pytest.raises(ValueError, match="no entity labels"):
+        nlp.initialize(lambda: examples)
+
+
+# Overfitting --------------------------------------------------------------------
+
+
+def test_overfit_with_span_filter(trained_nlp, trained_losses):
+    ner = trained_nlp.get_pipe("spandec_ner")
+    examples = make_examples(trained_nlp)
+    for threshold in (0.0, 0.3):
+        with setting(ner, sf_threshold=threshold):
+            scores = trained_nlp.evaluate(examples)
+        assert scores["ents_f"] == 1.0, threshold
+        assert scores["spans_spandec_f"] == 1.0, threshold
+    losses = trained_losses["losses"]
+    assert losses[-1] < losses[0] / 5
+    for text, ents in TRAIN_DATA:
+        assert ents_of(trained_nlp(text)) == gold_of(text, ents)
+
+
+def test_overfit_without_span_filter():
+    nlp = make_cnn_nlp(model={"span_filter": False})
+    examples = make_examples(nlp)
+    losses = train(nlp, examples, n_updates=80)
+    assert losses[-1] < losses[0] / 5
+    assert nlp.evaluate(examples)["ents_f"] == 1.0
+    ner = nlp.get_pipe("spandec_ner")
+    with pytest.raises(ValueError, match="span_filter"):
+        SpanDecNER(nlp.vocab, ner.model, sf_threshold=0.3)
+
+
+NESTED_DATA = [
+    ("The New York Stock Exchange closed early .", [("New York Stock Exchange", "ORG"), ("New York", "LOC")]),
+    ("The Bank of England raised rates .", [("Bank of England", "ORG"), ("England", "LOC")]),
+    ("Students of the University of Tokyo protested .", [("University of Tokyo", "ORG"), ("Tokyo", "LOC")]),
+    ("Angela Merkel visited Paris .", [("Angela Merkel", "PER"), ("Paris", "LOC")]),
+    ("The Paris Agreement was signed .", [("Paris Agreement", "ORG"), ("Paris", "LOC")]),
+]
+
+
+def test_nested_gold_spans():
+    nlp = make_cnn_nlp(gold_spans_key="gold")
+    examples = []
+    for text, ents in NESTED_DATA:
+        reference = nlp.make_doc(text)
+        reference.spans["gold"] = [
+            reference.char_span(s, e, label=l) for s, e, l in char_spans(text, ents)
+        ]
+        examples.append(Example(nlp.make_doc(text), reference))
+    losses = train(nlp, examples, n_updates=60)
+    assert losses[-1] < losses[0] / 5
+    for text, ents in NESTED_DATA:
+        doc = nlp(text)
+        predicted, _ = spans_of(doc)
+        assert sorted(predicted) == gold_of(text, ents), text
+        flat = [(e.start, e.end) for e in doc.ents]
+        assert all(a[1] <= b[0] for a, b in zip(flat, flat[1:]))
+        assert len(doc.ents) >= 1
+    doc = nlp(NESTED_DATA[0][0])
+    assert len(doc.spans["spandec"]) == 2 and len(doc.ents) == 1
+    scores = nlp.evaluate(examples)
+    assert scores["spans_spandec_f"] == 1.0
+
+
+def test_misaligned_gold_tokenization_trains():
+    nlp = make_cnn_nlp()
+    vocab = nlp.vocab
+    # Reference tokens are coarser than spaCy's ("York-based", "Lopez-Garcia").
+    items = [
+        (["The", "New", "York-based", "bank", "Chase", "hired", "Maria", "Lopez-Garcia", "."],
+         [(4, 5, "ORG"), (6, 8, "PER")]),
+        (["Chase", "and", "IBM-backed", "Acme", "met", "in", "Boston", "."],
+         [(0, 1, "ORG"), (3, 4, "ORG"), (6, 7, "LOC")]),
+        (["Maria", "Lopez-Garcia", "flew", "to", "Boston", "."], [(0, 2, "PER"), (4, 5, "LOC")]),
+    ]
+    examples = []
+    for words, ents in items:
+        reference = Doc(vocab, words=words)
+        reference.ents = [Span(reference, s, e, label=l) for s, e, l in ents]
+        predicted = nlp.make_doc(reference.text)
+        assert len(predicted) != len(reference)
+        examples.append(Example(predicted, reference))
+    examples += make_examples(nlp)
+    losses = train(nlp, examples, n_updates=80)
+    assert losses[-1] < losses[0] / 5
+    for eg in examples[:3]:
+        doc = nlp(eg.reference.text)
+        assert ents_of(doc) == ents_of(eg.reference)
+    assert nlp.evaluate(examples)["ents_f"] == 1.0
+
+
+# Outputs ------------------------------------------------------------------------
+
+
+def test_span_group_scores_and_offsets(trained_nlp):
+    texts = [text for text, _ in TRAIN_DATA] + ["  Angela   Merkel\tmet\n Apple  in Tokyo.  "]
+    for doc in trained_nlp.pipe(texts):
+        group = doc.spans["spandec"]
+        scores = group.attrs["scores"]
+        assert len(scores) == len(group)
+        assert all(isinstance(s, float) and 0.0 <= s <= 1.0 for s in scores)
+        assert group.attrs["n_candidates"] == sum(min(len(doc) - i, 8) for i in range(len(doc)))
+        assert 0 <= group.attrs["n_kept"] <= group.attrs["n_candidates"]
+        for span in list(group) + list(doc.ents):
+            assert span.text == doc.text[span.start_char : span.end_char]
+            assert span.label_ in LABELS
+    doc = trained_nlp(texts[-1])
+    assert any(token.is_space for token in doc)
+    assert len(doc.spans["spandec"]) > 0
+
+
+def test_ents_are_greedy_by_score(trained_nlp):
+    ner = trained_nlp.get_pipe("spandec_ner")
+    # An untrained-looking threshold: lots of overlapping low-confidence spans.
+    texts = [t for t, _ in TRAIN_DATA] + ["Angela Merkel Berlin Apple Tokyo Barack Obama Google Madrid"]
+    for doc in trained_nlp.pipe(texts):
+        spans = list(doc.spans["spandec"])
+        scores = doc.spans["spandec"].attrs["scores"]
+        taken = numpy.zeros(len(doc), dtype=bool)
+        expected = []
+        for k in sorted(range(len(spans)), key=lambda k: (-scores[k], spans[k].start, spans[k].end)):
+            s = spans[k]
+            if not taken[s.start : s.end].any():
+                taken[s.start : s.end] = True
+                expected.append((s.start, s.end, s.label_))
+        assert [(e.start, e.end, e.label_) for e in doc.ents] == sorted(expected)
+        assert all(a.end <= b.start for a, b in zip(doc.ents, doc.ents[1:]))
+    assert ner.write_ents
+
+
+def test_overlapping_spans_resolved_by_score():
+    """A hand-made output: an overlapping lower-scored span loses."""
+    nlp = make_cnn_nlp()
+    ner = nlp.get_pipe("spandec_ner")
+    doc = nlp.make_doc("The New York Stock Exchange opened")
+    ner.cfg["labels"] = ["LOC", "ORG"]
+    spans = [Span(doc, 1, 3, label="LOC"), Span(doc, 1, 5, label="ORG"), Span(doc, 5, 6, label="LOC")]
+    ner._write_ents(doc, spans, [0.6, 0.9, 0.4])
+    assert [(e.start, e.end, e.label_) for e in doc.ents] == [(1, 5, "ORG"), (5, 6, "LOC")]
+    doc = nlp.make_doc("The New York Stock Exchange opened")
+    spans = [Span(doc, 1, 3, label="LOC"), Span(doc, 1, 5, label="ORG")]
+    ner._write_ents(doc, spans, [0.95, 0.9])
+    assert [(e.start, e.end, e.label_) for e in doc.ents] == [(1, 3, "LOC")]
+
+
+def test_write_ents_false_leaves_ents(trained_nlp):
+    ner = trained_nlp.get_pipe("spandec_ner")
+    text = TRAIN_DATA[0][0]
+    with setting(ner, write_ents=False):
+        doc = trained_nlp(text)
+        assert len(doc.ents) == 0
+        assert len(doc.spans["spandec"]) == 3
+        doc = trained_nlp.make_doc(text)
+        doc.ents = [Span(doc, 2, 3, label="MISC")]
+        doc = ner(doc)
+    assert [(e.text, e.label_) for e in doc.ents] == [("met", "MISC")]
+    assert len(doc.spans["spandec"]) == 3
+
+
+def test_overwrite_ents_false_keeps_existing(trained_nlp):
+    ner = trained_nlp.get_pipe("spandec_ner")
+    text = TRAIN_DATA[0][0]  # Angela Merkel met Emmanuel Macron in Berlin .
+    with setting(ner, overwrite_ents=False):
+        doc = trained_nlp.make_doc(text)
+        doc.ents = [Span(doc, 1, 3, label="MISC")]  # "Merkel met": overlaps a prediction
+        doc = ner(doc)
+    assert [(e.text, e.label_) for e in doc.ents] == [
+        ("Merkel met", "MISC"), ("Emmanuel Macron", "PER"), ("Berlin", "LOC")
+    ]
+    # With overwriting (the default) the predictions replace it.
+    doc = trained_nlp.make_doc(text)
+    doc.ents = [Span(doc, 1, 3, label="MISC")]
+    doc = ner(doc)
+    assert [(e.text, e.label_) for e in doc.ents] == [
+        ("Angela Merkel", "PER"), ("Emmanuel Macron", "PER"), ("Berlin", "LOC")
+    ]
+
+
+def test_custom_spans_key():
+    nlp = make_cnn_nlp(spans_key="ner_all")
+    examples = make_examples(nlp)
+    train(nlp, examples, n_updates=2)
+    doc = nlp(TRAIN_DATA[0][0])
+    assert "ner_all" in doc.spans and "spandec" not in doc.spans
+    assert "spans_ner_all_f" in nlp.evaluate(examples)
+
+
+# Serialization ------------------------------------------------------------------
+
+PROBE_TEXTS = [text for text, _ in TRAIN_DATA] + [
+    "Angela Merkel and Barack Obama met Apple in Tokyo .",
+    "Microsoft hired John Smith in Paris .",
+]
+
+
+def predictions(nlp, texts=PROBE_TEXTS):
+    ents, spans, scores = [], [], []
+    for doc in nlp.pipe(texts):
+        ents.append(ents_of(doc))
+        group_spans, group_scores = spans_of(doc)
+        spans.append(group_spans)
+        scores.append(group_scores)
+    return ents, spans, scores
+
+
+def assert_same_predictions(a, b):
+    ents_a, spans_a, scores_a = a
+    ents_b, spans_b, scores_b = b
+    assert ents_a == ents_b
+    assert spans_a == spans_b
+    for x, y in zip(scores_a, scores_b):
+        assert numpy.allclose(x, y, atol=1e-6)
+
+
+def test_to_disk_and_spacy_load(trained_nlp, trained_dir):
+    nlp2 = spacy.load(trained_dir)
+    ner2 = nlp2.get_pipe("spandec_ner")
+    assert ner2.labels == LABELS
+    assert ner2.max_span_length == 8
+    assert ner2.sf_threshold == 0.0
+    assert_same_predictions(predictions(trained_nlp), predictions(nlp2))
+    assert any(predictions(nlp2)[0])
+
+
+def test_to_bytes_and_from_bytes(trained_nlp):
+    data = trained_nlp.to_bytes()
+    nlp2 = spacy.util.load_model_from_config(trained_nlp.config, auto_fill=True)
+    assert nlp2.get_pipe("spandec_ner").labels == ()
+    nlp2.from_bytes(data)
+    assert nlp2.get_pipe("spandec_ner").labels == LABELS
+    assert_same_predictions(predictions(trained_nlp), predictions(nlp2))
+    # Component-level round trip into a fresh component too.
+    ner = trained_nlp.get_pipe("spandec_ner")
+    nlp3 = spacy.util.load_model_from_config(trained_nlp.config, auto_fill=True)
+    nlp3.get_pipe("spandec_ner").from_bytes(ner.to_bytes())
+    assert_same_predictions(predictions(trained_nlp), predictions(nlp3))
+
+
+def test_pickle(trained_nlp):
+    nlp2 = pickle.loads(pickle.dumps(trained_nlp))
+    assert nlp2.get_pipe("spandec_ner").labels == LABELS
+    assert_same_predictions(predictions(trained_nlp), predictions(nlp2))
+    ner2 = pickle.loads(pickle.dumps(trained_nlp.get_pipe("spandec_ner")))
+    docs = [ner2(trained_nlp.make_doc(t)) for t in PROBE_TEXTS]
+    assert [ents_of(d) for d in docs] == predictions(trained_nlp)[0]
+
+
+def test_sf_threshold_override_at_load(trained_nlp, trained_dir):
+    nlp2 = spacy.load(trained_dir, config={"components": {"spandec_ner": {"sf_threshold": 0.4}}})
+    ner2 = nlp2.get_pipe("spandec_ner")
+    assert nlp2.config["components"]["spandec_ner"]["sf_threshold"] == 0.4
+    assert ner2.sf_threshold == 0.4
+    doc = nlp2(TRAIN_DATA[0][0])
+    assert doc.spans["spandec"].attrs["n_kept"] < doc.spans["spandec"].attrs["n_candidates"]
+
+
+def test_sf_threshold_from_saved_config(trained_dir, tmp_path):
+    path = tmp_path / "pipeline"
+    shutil.copytree(trained_dir, path)
+    config_file = path / "config.cfg"
+    text = config_file.read_text(encoding="utf8")
+    assert "sf_threshold = 0.0" in text
+    config_file.write_text(text.replace("sf_threshold = 0.0", "sf_threshold = 0.35"), encoding="utf8")
+    nlp2 = spacy.load(path)
+    assert nlp2.get_pipe("spandec_ner").sf_threshold == 0.35
+
+
+def test_sf_threshold_set_before_saving(tmp_path):
+    """A pipeline created with a threshold keeps it through to_disk / load."""
+    nlp = make_cnn_nlp(sf_threshold=0.3)
+    train(nlp, make_examples(nlp), n_updates=2)
+    nlp.to_disk(tmp_path / "p")
+    nlp2 = spacy.load(tmp_path / "p")
+    assert nlp2.get_pipe("spandec_ner").sf_threshold == 0.3
+
+
+# Batching -----------------------------------------------------------------------
+
+PIPE_TEXTS = [
+    "Angela Merkel met Emmanuel Macron in Berlin .",
+    "",
+    "   ",
+    "Apple 🍎 opened an office in London 🇬🇧 .",
+    "東京で会議があった。 Tokyo hosted it .",
+    "Barack Obama spoke at Harvard University yesterday .",
+    "a",
+    "Maria Garcia works for Google in Madrid .\n\nJohn Smith flew from Paris to Rome .",
+    "\n",
+    "The United Nations met in Geneva .",
+    "😀😀😀",
+    "Elon Musk founded SpaceX in California .",
+    "Nobody saw anything unusual today .",
+    " ".join(["Tokyo is the capital of Japan ."] * 12),
+    "Siemens hired Peter Weber in Munich .",
+    "The New York Stock Exchange closed early on Friday .",
+    "Microsoft and Amazon compete in Seattle .",
+    "Ünïcödé Çafé in Zürich .",
+    "x" * 50,
+    "Paris",
+]
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 64])
+def test_pipe_equals_call(trained_nlp, batch_size):
+    expected = predictions(trained_nlp, [t for t in PIPE_TEXTS])
+    singles = [trained_nlp(t) for t in PIPE_TEXTS]
+    assert [ents_of(d) for d in singles] == expected[0]
+    ents, spans, scores = [], [], []
+    for doc in trained_nlp.pipe(PIPE_TEXTS, batch_size=batch_size):
+        ents.append(ents_of(doc))
+        group_spans, group_scores = spans_of(doc)
+        spans.append(group_spans)
+        scores.append(group_scores)
+    single_spans = [spans_of(d) for d in singles]
+    assert ents == [ents_of(d) for d in singles]
+    assert spans == [s for s, _ in single_spans]
+    for got, (_, want) in zip(scores, single_spans):
+        assert numpy.allclose(got, want, atol=1e-5)
+    assert ents[1] == [] and ents[2] == [] and spans[1] == []
+    assert sum(map(len, ents)) > 10
+
+
+def test_pipe_multiprocess(trained_nlp):
+    expected = [ents_of(trained_nlp(t)) for t in PIPE_TEXTS]
+    docs = list(trained_nlp.pipe(PIPE_TEXTS, n_process=2, batch_size=4))
+    assert [ents_of(d) for d in docs] == expected
+    assert all("spandec" in d.spans for d in docs)
+
+
+def test_update_on_empty_docs_is_a_noop(trained_nlp):
+    nlp = make_cnn_nlp()
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    empty = [Example(nlp.make_doc(""), nlp.make_doc(""))]
+    losses = nlp.update(empty, sgd=nlp.create_optimizer())
+    assert losses["spandec_ner"] == 0.0
+    # A batch mixing empty and non-empty docs trains.
+    losses = nlp.update(empty + examples[:2], sgd=nlp.create_optimizer())
+    assert losses["spandec_ner"] > 0.0
+
+
+# Errors -------------------------------------------------------------------------
+
+
+def test_predict_before_initialize():
+    nlp = make_cnn_nlp()
+    with pytest.raises(ValueError, match="not initialized"):
+        nlp("Angela Merkel met Emmanuel Macron in Berlin .")
+
+
+def test_bad_max_span_length():
+    with pytest.raises(ValueError, match="max_span_length"):
+        make_cnn_nlp(model={"max_span_length": 0})
+
+
+def test_bad_sf_threshold():
+    with pytest.raises(ValueError, match="sf_threshold"):
+        make_cnn_nlp(sf_threshold=1.5)
+    nlp = make_cnn_nlp()
+    with pytest.raises(ValueError, match="sf_threshold"):
+        nlp.get_pipe("spandec_ner").sf_threshold = -0.1
+
+
+def test_wrong_config_type():
+    with pytest.raises(ConfigValidationError) as excinfo:
+        make_cnn_nlp(model={"max_span_length": "abc"})
+    assert "max_span_length" in str(excinfo.value)
+
+
+def test_heads_must_divide_width():
+    nlp = make_cnn_nlp(model={"n_heads": 5})
+    examples = make_examples(nlp)
+    with pytest.raises(ValueError, match="n_heads"):
+        nlp.initialize(lambda: examples)
+
+
+def test_listener_without_upstream_transformer():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("spandec_ner")
+    examples = make_examples(nlp)
+    with pytest.raises(ValueError, match="transformer"):
+        nlp.initialize(lambda: examples)
+
+
+def test_truncated_model_file(trained_dir, tmp_path):
+    path = tmp_path / "pipeline"
+    shutil.copytree(trained_dir, path)
+    model_file = path / "spandec_ner" / "model"
+    data = model_file.read_bytes()
+    model_file.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="(?i)corrupt|truncated"):
+        spacy.load(path)
+
+
+def test_corrupt_decoder_weights(trained_nlp, tmp_path):
+    """Weights that do not match the config are refused with a clear message."""
+    import srsly
+
+    ner = trained_nlp.get_pipe("spandec_ner")
+    msg = srsly.msgpack_loads(ner.model.to_bytes())
+    for i, shim in enumerate(msg["shims"]):
+        for j, blob in enumerate(shim):
+            inner = srsly.msgpack_loads(blob)
+            if isinstance(inner, dict) and "weights" in inner and inner["weights"]:
+                inner["weights"] = inner["weights"][: len(inner["weights"]) // 2]
+                msg["shims"][i][j] = srsly.msgpack_dumps(inner)
+    nlp2 = spacy.util.load_model_from_config(trained_nlp.config, auto_fill=True)
+    with pytest.raises(ValueError, match="(?i)corrupt|truncated"):
+        nlp2.get_pipe("spandec_ner").model.from_bytes(srsly.msgpack_dumps(msg))
+
+
+def test_evaluate_with_unknown_label(trained_nlp):
+    examples = make_examples(
+        trained_nlp, data=[("Angela Merkel likes Python .", [("Angela Merkel", "PER"), ("Python", "LANGUAGE")])]
+    )
+    with pytest.raises(ValueError, match="LANGUAGE"):
+        trained_nlp.evaluate(examples)
+
+
+def test_update_with_unknown_label():
+    nlp = make_cnn_nlp()
+    nlp.initialize(lambda: make_examples(nlp))
+    examples = make_examples(nlp, data=[("Angela Merkel likes Python .", [("Python", "LANGUAGE")])])
+    with pytest.raises(ValueError, match="LANGUAGE"):
+        nlp.update(examples)
+
+
+# Scoring ------------------------------------------------------------------------
+
+
+def test_evaluate_scores(trained_nlp):
+    ner = trained_nlp.get_pipe("spandec_ner")
+    examples = make_examples(trained_nlp)
+    scores = trained_nlp.evaluate(examples)
+    for key in ("ents_f", "ents_p", "ents_r", "ents_per_type", "seqeval_f", "spans_spandec_f"):
+        assert key in scores, key
+    assert set(scores["ents_per_type"]) == set(LABELS)
+    assert scores["seqeval_f"] == 1.0
+    assert scores["spans_spandec_kept_fraction"] == 1.0
+    with setting(ner, sf_threshold=0.5):
+        pruned = trained_nlp.evaluate(examples)
+    assert 0.0 < pruned["spans_spandec_kept_fraction"] < 1.0
+    assert pruned["ents_f"] == 1.0
+
+
+def test_score_counts_errors(trained_nlp):
+    """A wrong gold label and a missing gold span lower the scores."""
+    data = [
+        ("Angela Merkel met Emmanuel Macron in Berlin .", [("Angela Merkel", "ORG"), ("Berlin", "LOC")]),
+    ]
+    scores = trained_nlp.evaluate(make_examples(trained_nlp, data=data))
+    # Predicted: 3 entities; gold: 2, one of them matching.
+    assert scores["ents_p"] == pytest.approx(1 / 3)
+    assert scores["ents_r"] == pytest.approx(1 / 2)
+    assert scores["seqeval_f"] == pytest.approx(0.4)
+    assert scores["spans_spandec_f"] == pytest.approx(0.4)
+
+
+# Warnings -----------------------------------------------------------------------
+
+
+def test_warns_about_spans_longer_than_max_span_length():
+    nlp = make_cnn_nlp(model={"max_span_length": 2})
+    examples = make_examples(nlp)  # one 4-token entity: New York Stock Exchange
+    examples += make_examples(nlp, data=[("Bank of New England Corporation rose .", [("Bank of New England Corporation", "ORG")])])
+    n_gold = sum(len(eg.reference.ents) for eg in examples)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nlp.initialize(lambda: examples)
+    ours = [w for w in caught if "max_span_length" in str(w.message)]
+    assert len(ours) == 1
+    assert issubclass(ours[0].category, UserWarning)
+    assert f"2 of {n_gold} gold spans" in str(ours[0].message)
+
+
+def test_no_warning_when_spans_fit():
+    nlp = make_cnn_nlp()
+    examples = make_examples(nlp)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nlp.initialize(lambda: examples)
+    assert not [w for w in caught if "max_span_length" in str(w.message)]
