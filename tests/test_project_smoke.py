@@ -1,0 +1,99 @@
+"""End-to-end smoke run of the spaCy project on a tiny slice.
+
+mirror assets -> convert -> train (a few steps, real offline MiniLM) ->
+evaluate -> calibrate -> package -> install the wheel in a fresh venv ->
+spacy.load by package name and `spacy evaluate` there, in processes that
+never import spacy_spandec themselves.
+
+Needs the raw files: SPANDEC_DATA_MIRROR or ../shared/datasets/upstream.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASET = "bc5cdr"
+
+
+def _mirror() -> Path:
+    env = os.environ.get("SPANDEC_DATA_MIRROR")
+    if env:
+        return Path(env)
+    return ROOT.parent / "shared" / "datasets" / "upstream"
+
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not _mirror().exists(), reason="no raw-data mirror (set SPANDEC_DATA_MIRROR)"),
+]
+
+
+def _run(cmd, cwd, env=None, timeout=900) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def _project(step: str, cwd: Path, env: dict, **variables) -> None:
+    cmd = [sys.executable, "-m", "spacy", "project", "run", step, "."]
+    cmd += [f"--vars.{key}={value}" for key, value in variables.items()]
+    _run(cmd, cwd, env)
+
+
+def test_project_workflow_end_to_end(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("project.yml", "configs", "scripts"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, project / name)
+    env = {**os.environ, "SPANDEC_DATA_MIRROR": str(_mirror()), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    variables = {"dataset": DATASET, "limit": 24, "max_steps": 6, "dev_limit": 24}
+
+    _project("assets", project, env, **variables)
+    _project("convert", project, env, **variables)
+    stats = json.loads((project / "corpus" / DATASET / "stats.json").read_text())
+    assert stats["splits"]["train"]["samples"] == 24
+    _project("train", project, env, config="spandec", **variables)
+    _project("evaluate", project, env, config="spandec", **variables)
+    metrics = json.loads((project / "metrics" / DATASET / "spandec.json").read_text())
+    for key in ("ents_f", "ents_per_type", "seqeval_f", "spans_spandec_kept_fraction"):
+        assert key in metrics
+    assert metrics["spans_spandec_kept_fraction"] == pytest.approx(1.0)
+    _project("calibrate", project, env, config="sf_spandec", **variables)
+    calibration = json.loads((project / "results" / DATASET / "calibration.json").read_text())
+    chosen = calibration["chosen"]["threshold"]
+    config_text = (project / "training" / DATASET / "sf_spandec" / "model-best" / "config.cfg").read_text()
+    assert f"sf_threshold = {chosen}" in config_text
+    _project("package", project, env, config="spandec", **variables)
+    wheels = list((project / "packages").rglob("*.whl"))
+    assert len(wheels) == 1, wheels
+
+    # A fresh virtual environment: the pipeline wheel, the plugin from a local
+    # wheel (it is not on PyPI), the CPU torch pinned first.
+    dist = tmp_path / "dist"
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)], tmp_path)
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = str(env_dir / "bin" / "python")
+    _run([python, "-m", "pip", "install", "-q", "torch==2.13.0"], tmp_path, timeout=1200)
+    _run([python, "-m", "pip", "install", "-q", "--find-links", str(dist), str(wheels[0])], tmp_path, timeout=1200)
+    package = f"en_spandec_{DATASET}_spandec"
+    code = (
+        "import sys, spacy\n"
+        f"nlp = spacy.load({package!r})\n"
+        "doc = nlp('Naloxone reverses the antihypertensive effect of clonidine .')\n"
+        "assert 'spacy_spandec' in sys.modules  # loaded through the entry points\n"
+        "print(nlp.pipe_names, [(e.text, e.label_) for e in doc.ents], len(doc.spans['spandec']))\n"
+    )
+    clean_env = {k: v for k, v in env.items() if k not in ("PYTHONPATH",)}
+    out = _run([python, "-c", code], tmp_path, clean_env)
+    assert "spandec_ner" in out.stdout
+    test_spacy = project / "corpus" / DATASET / "test.spacy"
+    out = _run([python, "-m", "spacy", "evaluate", package, str(test_spacy), "--output", str(tmp_path / "m.json")], tmp_path, clean_env)
+    assert "seqeval_f" in json.loads((tmp_path / "m.json").read_text())
