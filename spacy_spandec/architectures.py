@@ -29,7 +29,8 @@ def build_span_decoder(
     mlp_ratio: hidden size of the MLP as a multiple of the width (paper: 4).
     dropout: dropout on the attention output, inside and after the MLP.
     context_window: tokens of context on each side of a block of spans; docs
-        no longer than block_size + context_window are attended to in full.
+        no longer than block_size + context_window are attended to in full when
+        context_window >= block_size (the default: 64 and 64).
     block_size: span starts decoded together against one shared token window.
     span_filter: add the SF token classifier (needed for SF-SpanDec pruning).
     mixed_precision: autocast the decoder on GPU, as spacy-transformers does.

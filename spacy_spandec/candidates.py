@@ -24,6 +24,18 @@ class Candidates:
     def __len__(self) -> int:
         return int(self.starts.shape[0])
 
+    def select(self, mask: numpy.ndarray) -> "Candidates":
+        return Candidates(self.doc_ids[mask], self.starts[mask], self.ends[mask])
+
+    def without_space_boundaries(self, is_space: numpy.ndarray, offsets: numpy.ndarray) -> "Candidates":
+        """Drop spans that start or end on a whitespace token, as spaCy's
+        `ner` does: an entity never begins or ends with "\n" or "  "."""
+        if not is_space.any():
+            return self
+        first = offsets[self.doc_ids] + self.starts
+        last = offsets[self.doc_ids] + self.ends - 1
+        return self.select(~(is_space[first] | is_space[last]))
+
 
 def enumerate_candidates(lengths: Sequence[int], max_span_length: int) -> Candidates:
     """All spans of at most `max_span_length` tokens of every doc, vectorized."""

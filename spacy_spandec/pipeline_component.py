@@ -1,7 +1,9 @@
 """The `spandec_ner` pipeline component: SpanDec / SF-SpanDec as a TrainablePipe."""
 import warnings
+from contextlib import contextmanager
 from itertools import islice
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy
 from spacy.language import Language
@@ -9,9 +11,10 @@ from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
+from spacy.util import SimpleFrozenList
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
-from .layers.spandec_model import SpanDecOutput, is_built
+from .layers.spandec_model import SpanDecoderLoadError, SpanDecOutput, is_built
 from .scoring import gold_spans
 
 DEFAULT_MODEL_CONFIG = """
@@ -95,6 +98,21 @@ def make_spandec_ner(
     )
 
 
+@contextmanager
+def _load_errors(name: str, source: str) -> Iterator[None]:
+    """Turn msgpack/safetensors failures deep inside Thinc into one message."""
+    try:
+        yield
+    except SpanDecoderLoadError:
+        raise
+    except (ValueError, KeyError, TypeError) as err:
+        raise SpanDecoderLoadError(
+            f"Cannot load the '{name}' component from {source}: its model data is "
+            f"corrupt, truncated or from an incompatible version ({type(err).__name__}: "
+            f"{err}). Re-save the pipeline with nlp.to_disk() or re-train it."
+        ) from None
+
+
 class SpanDecNER(TrainablePipe):
     def __init__(
         self,
@@ -140,12 +158,16 @@ class SpanDecNER(TrainablePipe):
 
     @property
     def sf_threshold(self) -> float:
-        return float(self.model.attrs["sf_threshold"])
+        """The pruning threshold. It lives on the component (i.e. in the
+        pipeline config), not in the serialized model, so a value written to
+        config.cfg or passed as a config override at load is the one used."""
+        return self._sf_threshold
 
     @sf_threshold.setter
     def sf_threshold(self, value: float) -> None:
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"sf_threshold must be in [0, 1], got {value}.")
+        self._sf_threshold = float(value)
         self.model.attrs["sf_threshold"] = float(value)
 
     @property
@@ -186,6 +208,7 @@ class SpanDecNER(TrainablePipe):
                 "nlp.initialize() (or train with `spacy train`) before using it, "
                 "or load a trained pipeline with spacy.load()."
             )
+        self.model.attrs["sf_threshold"] = self._sf_threshold
         return self.model.predict(docs)
 
     def set_annotations(self, docs: Iterable[Doc], output: SpanDecOutput) -> None:
@@ -253,17 +276,17 @@ class SpanDecNER(TrainablePipe):
         validate_get_examples(get_examples, "SpanDecNER.initialize")
         if nlp is not None:
             self._check_listeners(nlp)
-        if labels is not None:
-            self.cfg["labels"] = []
-            for label in labels:
-                self.add_label(label)
-        else:
+        if labels is None:
             found = set()
             for eg in get_examples():
                 found.update(span.label_ for span in self._gold(eg))
-            self.cfg["labels"] = []
-            for label in sorted(found):
-                self.add_label(label)
+            labels = sorted(found)
+        for label in labels:
+            if not isinstance(label, str):
+                raise ValueError(f"Labels must be strings, got {label!r}.")
+            self.vocab.strings.add(label)
+        # Initializing (again) rebuilds the decoder for exactly these labels.
+        self.cfg["labels"] = list(dict.fromkeys(labels))
         if not self.labels:
             raise ValueError(
                 f"'{self.name}' found no entity labels: the training examples have no "
@@ -272,7 +295,7 @@ class SpanDecNER(TrainablePipe):
             )
         self._warn_unreachable(get_examples)
         doc_sample = [eg.predicted for eg in islice(get_examples(), 10)]
-        self.model.set_dim("nO", len(self.labels) + 1)
+        self.model.set_dim("nO", len(self.labels) + 1, force=True)
         self.model.initialize(X=doc_sample)
 
     def _check_listeners(self, nlp: Language) -> None:
@@ -298,11 +321,19 @@ class SpanDecNER(TrainablePipe):
         return list(eg.reference.spans.get(self.gold_spans_key, []))
 
     def _warn_unreachable(self, get_examples: Callable[[], Iterable[Example]]) -> None:
-        total = too_long = 0
+        total = too_long = on_space = 0
         for eg in get_examples():
             for span in self._gold(eg):
                 total += 1
                 too_long += len(span) > self.max_span_length
+                on_space += span[0].is_space or span[-1].is_space
+        if on_space:
+            warnings.warn(
+                f"{on_space} of {total} gold spans start or end on a whitespace token; "
+                f"'{self.name}' never predicts such spans (like spaCy's ner). Strip "
+                "the whitespace from the gold spans.",
+                UserWarning,
+            )
         if too_long:
             warnings.warn(
                 f"{too_long} of {total} gold spans in the training data are longer than "
@@ -395,6 +426,20 @@ class SpanDecNER(TrainablePipe):
         flat_starts = offsets[output.doc_ids] + output.starts
         widths = output.ends - output.starts - 1
         return dense[flat_starts, widths], tokens
+
+    # Serialization ------------------------------------------------------------
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = SimpleFrozenList()) -> "SpanDecNER":
+        with _load_errors(self.name, "bytes"):
+            super().from_bytes(bytes_data, exclude=exclude)
+        self.model.attrs["sf_threshold"] = self._sf_threshold
+        return self
+
+    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = SimpleFrozenList()) -> "SpanDecNER":
+        with _load_errors(self.name, str(path)):
+            super().from_disk(path, exclude=exclude)
+        self.model.attrs["sf_threshold"] = self._sf_threshold
+        return self
 
     # Scoring ----------------------------------------------------------------
 

@@ -251,14 +251,23 @@ def test_span_group_scores_and_offsets(trained_nlp):
         scores = group.attrs["scores"]
         assert len(scores) == len(group)
         assert all(isinstance(s, float) and 0.0 <= s <= 1.0 for s in scores)
-        assert group.attrs["n_candidates"] == sum(min(len(doc) - i, 8) for i in range(len(doc)))
+        # Every span of <= 8 tokens that neither starts nor ends on whitespace.
+        expected = sum(
+            1
+            for i in range(len(doc))
+            for j in range(i + 1, min(i + 8, len(doc)) + 1)
+            if not doc[i].is_space and not doc[j - 1].is_space
+        )
+        assert group.attrs["n_candidates"] == expected
         assert 0 <= group.attrs["n_kept"] <= group.attrs["n_candidates"]
         for span in list(group) + list(doc.ents):
             assert span.text == doc.text[span.start_char : span.end_char]
             assert span.label_ in LABELS
     doc = trained_nlp(texts[-1])
     assert any(token.is_space for token in doc)
-    assert len(doc.spans["spandec"]) > 0
+    for span in doc.spans["spandec"]:
+        assert not span[0].is_space and not span[-1].is_space
+    assert len(trained_nlp(TRAIN_DATA[0][0]).spans["spandec"]) > 0
 
 
 def test_ents_are_greedy_by_score(trained_nlp):

@@ -178,7 +178,9 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[SpanDecOutpu
     vectors, backprop_tok2vec = tok2vec(docs, is_train)
     lengths = numpy.asarray([len(doc) for doc in docs], dtype="int64")
     width = model.get_dim("nI")
-    cands = enumerate_candidates(lengths, max_len)
+    offsets = numpy.concatenate([[0], numpy.cumsum(lengths)[:-1]]).astype("int64")
+    is_space = numpy.asarray([token.is_space for doc in docs for token in doc], dtype=bool)
+    cands = enumerate_candidates(lengths, max_len).without_space_boundaries(is_space, offsets)
     n_candidates = numpy.bincount(cands.doc_ids, minlength=len(docs)).astype("int64")
     if int(lengths.sum()) == 0:
         empty = numpy.zeros((0,), dtype="int64")
@@ -188,7 +190,6 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[SpanDecOutpu
         )
         return output, lambda d_output: backprop_tok2vec([ops.alloc2f(0, width) for _ in docs])
     blocks = attention_blocks(lengths, max_len, block_size, attrs["context_window"])
-    offsets = numpy.concatenate([[0], numpy.cumsum(lengths)[:-1]]).astype("int64")
     flat = ops.flatten(vectors)
     threshold = 0.0 if is_train else float(attrs["sf_threshold"])
     inputs = {
