@@ -432,14 +432,32 @@ class SpanDecNER(TrainablePipe):
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = SimpleFrozenList()) -> "SpanDecNER":
         with _load_errors(self.name, "bytes"):
             super().from_bytes(bytes_data, exclude=exclude)
+        self._check_loaded_labels("bytes")
         self.model.attrs["sf_threshold"] = self._sf_threshold
         return self
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = SimpleFrozenList()) -> "SpanDecNER":
         with _load_errors(self.name, str(path)):
             super().from_disk(path, exclude=exclude)
+        self._check_loaded_labels(str(path))
         self.model.attrs["sf_threshold"] = self._sf_threshold
         return self
+
+    def _check_loaded_labels(self, source: str) -> None:
+        """The labels (cfg) and the classifier (model) are stored apart: refuse
+        a pair that does not match now, not with an IndexError at prediction."""
+        if not is_built(self.model):
+            return
+        net = self.model.get_ref("decoder").shims[0]._model
+        expected = len(self.labels) + 1
+        if int(net.config["n_classes"]) != expected or self.model.get_dim("nO") != expected:
+            raise SpanDecoderLoadError(
+                f"Cannot load the '{self.name}' component from {source}: its cfg lists "
+                f"{len(self.labels)} labels {list(self.labels)} but its model was saved "
+                f"with {int(net.config['n_classes']) - 1}. The files are corrupt or come "
+                "from different pipelines; re-save the pipeline with nlp.to_disk() or "
+                "re-train it."
+            )
 
     # Scoring ----------------------------------------------------------------
 

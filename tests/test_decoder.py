@@ -56,7 +56,7 @@ def reference_logits(dec: SpanDecoder, inputs) -> torch.Tensor:
     Queries [q_i, q_j] with q_i = m_start + pos(i), q_j = m_end + pos(j),
     positions relative to the span's block window; keys/values are the
     (normed) queries themselves followed by the (normed) window tokens plus
-    their positions. One pre-norm multi-head cross-attention with a residual,
+    their positions (projected by pos_key_proj for the keys). One pre-norm multi-head cross-attention with a residual,
     a pre-norm MLP with a residual, then a linear classifier on [h_i; h_j].
     """
     tokens = inputs["tokens"]
@@ -71,10 +71,11 @@ def reference_logits(dec: SpanDecoder, inputs) -> torch.Tensor:
         q_in = torch.stack([dec.m_start + pos[s - ws], dec.m_end + pos[e - ws]])  # (2, d)
         q_normed = F.layer_norm(q_in, (d,), dec.norm_query.weight, dec.norm_query.bias)
         window = F.layer_norm(tokens[ws : ws + wl], (d,), dec.norm_text.weight, dec.norm_text.bias)
-        window = window + pos[:wl]
-        kv_in = torch.cat([q_normed, window], dim=0)  # (2 + wl, d)
         q = q_normed @ dec.q_proj.weight.T + dec.q_proj.bias
-        k = kv_in @ dec.k_proj.weight.T + dec.k_proj.bias
+        # Text keys: content + positions through their own projection.
+        k_text = window @ dec.k_proj.weight.T + dec.k_proj.bias + pos[:wl] @ dec.pos_key_proj.weight.T
+        k = torch.cat([q_normed @ dec.k_proj.weight.T + dec.k_proj.bias, k_text], dim=0)
+        kv_in = torch.cat([q_normed, window + pos[:wl]], dim=0)  # (2 + wl, d)
         v = kv_in @ dec.v_proj.weight.T + dec.v_proj.bias
         heads = []
         for head in range(h):

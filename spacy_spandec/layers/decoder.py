@@ -59,13 +59,20 @@ class SpanDecoder(nn.Module):
         self.m_end = nn.Parameter(torch.randn(width) * 0.02)
         self.positions = nn.Embedding(n_positions, width)
         with torch.no_grad():
-            self.positions.weight.copy_(sinusoidal_table(n_positions, width) * 0.1)
+            self.positions.weight.copy_(sinusoidal_table(n_positions, width))
         self.norm_query = nn.LayerNorm(width)
         self.norm_text = nn.LayerNorm(width)
         self.q_proj = nn.Linear(width, width)
         self.k_proj = nn.Linear(width, width)
         self.v_proj = nn.Linear(width, width)
         self.o_proj = nn.Linear(width, width)
+        # Positions enter the text keys through their own projection, started
+        # equal to the query projection: at initialisation each boundary query
+        # already attends most to its own token, so training does not have to
+        # discover the position match from scratch (a CPU-budget necessity).
+        self.pos_key_proj = nn.Linear(width, width, bias=False)
+        with torch.no_grad():
+            self.pos_key_proj.weight.copy_(self.q_proj.weight)
         hidden = max(1, int(round(width * mlp_ratio)))
         self.norm_mlp = nn.LayerNorm(width)
         self.mlp = nn.Sequential(
@@ -98,7 +105,7 @@ class SpanDecoder(nn.Module):
         text_values = self.v_proj(text)
         # Positions are relative to the block window; their key/value
         # contributions are projected once (no bias: the text carries it).
-        pos_keys = F.linear(self.positions.weight, self.k_proj.weight)
+        pos_keys = self.pos_key_proj(self.positions.weight)
         pos_values = F.linear(self.positions.weight, self.v_proj.weight)
 
         rel_starts = starts - window_starts[span_blocks]

@@ -175,9 +175,7 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[SpanDecOutpu
     ops = model.ops
     max_len = attrs["max_span_length"]
     block_size = attrs["block_size"]
-    vectors, backprop_tok2vec = tok2vec(docs, is_train)
     lengths = numpy.asarray([len(doc) for doc in docs], dtype="int64")
-    width = model.get_dim("nI")
     offsets = numpy.concatenate([[0], numpy.cumsum(lengths)[:-1]]).astype("int64")
     is_space = numpy.asarray([token.is_space for doc in docs for token in doc], dtype=bool)
     cands = enumerate_candidates(lengths, max_len).without_space_boundaries(is_space, offsets)
@@ -188,7 +186,10 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[SpanDecOutpu
             lengths, empty, empty, empty, ops.alloc2f(0, model.get_dim("nO")),
             ops.alloc1f(0), n_candidates, numpy.zeros(len(docs), dtype="int64"),
         )
-        return output, lambda d_output: backprop_tok2vec([ops.alloc2f(0, width) for _ in docs])
+        # Nothing to encode or decode: the tok2vec is not run at all, since a
+        # transformer listener cannot pool a batch without any token.
+        return output, lambda d_output: []
+    vectors, backprop_tok2vec = tok2vec(docs, is_train)
     blocks = attention_blocks(lengths, max_len, block_size, attrs["context_window"])
     flat = ops.flatten(vectors)
     threshold = 0.0 if is_train else float(attrs["sf_threshold"])
