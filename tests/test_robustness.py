@@ -54,8 +54,9 @@ def expected_candidates(doc: Doc, max_span_length: int) -> int:
 
 def assert_valid(doc: Doc, labels: Sequence[str] = LABELS, max_span_length: int = 8, text: str = None) -> None:
     """Everything `spandec_ner` writes is well-formed, whatever the text."""
+    doc_text = doc.text  # built anew on every access: once per doc
     if text is not None:
-        assert doc.text == text
+        assert doc_text == text
     group = doc.spans["spandec"]
     scores = group.attrs["scores"]
     assert len(scores) == len(group)
@@ -69,7 +70,7 @@ def assert_valid(doc: Doc, labels: Sequence[str] = LABELS, max_span_length: int 
         # On token boundaries, and the text is the doc's own text there.
         assert span.start_char == doc[span.start].idx
         assert span.end_char == doc[span.end - 1].idx + len(doc[span.end - 1].text)
-        assert span.text == doc.text[span.start_char : span.end_char]
+        assert span.text == doc_text[span.start_char : span.end_char]
         assert not span[0].is_space and not span[-1].is_space, repr(span.text)
         assert span.label_ in labels
     ents = list(doc.ents)
