@@ -238,3 +238,18 @@ def test_net_without_span_filter_ignores_threshold():
     assert kept.shape[0] == inputs["starts"].shape[0]
     assert logits.shape == (kept.shape[0], N_CLASSES)
     assert torch.equal(token_logits, torch.zeros(14))
+
+
+def test_inference_chunking_gives_the_same_logits(monkeypatch):
+    """Long docs are decoded in span chunks at inference; chunk size must not
+    change the result."""
+    from spacy_spandec.layers import decoder as decoder_module
+
+    dec = make_decoder()
+    inputs = make_inputs(LENGTHS)
+    with torch.no_grad():
+        whole = dec(**inputs)
+        monkeypatch.setattr(decoder_module, "_INFERENCE_CHUNK", 37)
+        chunked = dec(**inputs)
+    assert chunked.shape == whole.shape
+    assert torch.allclose(chunked, whole, atol=1e-5)

@@ -23,6 +23,8 @@ from .span_filter import SpanFilter, spans_to_keep
 # Bound on attention-score elements materialised at once; blocks are decoded
 # in groups under it, so memory stays flat for 50,000-token docs.
 _MAX_SCORE_ELEMENTS = 1 << 25
+# Spans decoded at once at inference (bounds the query/MLP activations).
+_INFERENCE_CHUNK = 1 << 15
 
 
 def sinusoidal_table(n_positions: int, width: int) -> torch.Tensor:
@@ -108,6 +110,41 @@ class SpanDecoder(nn.Module):
         pos_keys = self.pos_key_proj(self.positions.weight)
         pos_values = F.linear(self.positions.weight, self.v_proj.weight)
 
+        # At inference, spans are decoded in chunks so peak memory does not
+        # grow with the number of spans of a long doc (training batches are
+        # bounded by the batcher, and autograd needs the whole graph anyway).
+        chunk = n if torch.is_grad_enabled() else _INFERENCE_CHUNK
+        logits = []
+        for lo in range(0, n, chunk):
+            hi = min(lo + chunk, n)
+            logits.append(
+                self._decode(
+                    starts[lo:hi],
+                    ends[lo:hi],
+                    span_blocks[lo:hi],
+                    text_keys,
+                    text_values,
+                    pos_keys,
+                    pos_values,
+                    window_starts,
+                    window_lengths,
+                )
+            )
+        return logits[0] if len(logits) == 1 else torch.cat(logits, dim=0)
+
+    def _decode(
+        self,
+        starts: torch.Tensor,
+        ends: torch.Tensor,
+        span_blocks: torch.Tensor,
+        text_keys: torch.Tensor,
+        text_values: torch.Tensor,
+        pos_keys: torch.Tensor,
+        pos_values: torch.Tensor,
+        window_starts: torch.Tensor,
+        window_lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        n = starts.shape[0]
         rel_starts = starts - window_starts[span_blocks]
         rel_ends = ends - window_starts[span_blocks]
         queries_in = torch.stack(
