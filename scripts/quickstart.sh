@@ -24,7 +24,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 python -m spacy project run assets . --vars.dataset conllpp
 python -m spacy project run convert . --vars.dataset conllpp
 python -m spacy project run train . --vars.dataset conllpp --vars.config spandec \
-    --vars.max_steps "$STEPS" --vars.dev_limit 500
+    --vars.max_steps "$STEPS" --vars.eval_frequency "$((STEPS / 2))" --vars.dev_limit 500
 python -m spacy project run evaluate . --vars.dataset conllpp --vars.config spandec
 python - <<'PY'
 import json
