@@ -142,3 +142,4 @@ def test_warmup_ratio_must_be_a_fraction():
     schedule = registry.schedules.get("spacy-spandec.warmup_linear_ratio.v1")
     with pytest.raises(ValueError, match="warmup_ratio"):
         schedule(initial_rate=1e-3, total_steps=10, warmup_ratio=1.0)
+

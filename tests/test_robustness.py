@@ -643,3 +643,19 @@ def test_tampered_bytes_refused_through_from_bytes(trained_nlp, tmp_path):
     with pytest.raises(SpanDecoderLoadError, match="(?i)corrupt|truncated"):
         nlp2.get_pipe("spandec_ner").from_bytes(srsly.msgpack_dumps(data))
     assert not marker.exists()
+
+
+def test_tampered_config_with_huge_width_is_refused_before_building():
+    """A config that claims a huge width must fail on the shape check, not
+    allocate a giant net first."""
+    import srsly
+    import torch
+
+    from spacy_spandec.layers.decoder import SpanDecNet
+    from spacy_spandec.layers.spandec_model import SpanDecoderLoadError, deserialize_net, serialize_net
+
+    config = dict(width=16, n_classes=3, n_heads=2, mlp_ratio=2.0, dropout=0.0, n_positions=20, span_filter=True)
+    msg = srsly.msgpack_loads(serialize_net(SpanDecNet(config)))
+    msg["config"]["width"] = 10**9
+    with pytest.raises(SpanDecoderLoadError, match="shape"):
+        deserialize_net(torch.nn.Module(), srsly.msgpack_dumps(msg), torch.device("cpu"))

@@ -59,15 +59,34 @@ def deserialize_net(net: torch.nn.Module, data: bytes, device: "torch.device") -
         config = msg["config"]
         if config is None:
             return net
+        state = load_safetensors(msg["weights"])
+        _check_config_against_weights(config, state)
         new_net = build_net(config)
-        new_net.load_state_dict(load_safetensors(msg["weights"]))
-    except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        new_net.load_state_dict(state)
+    except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError, AttributeError) as err:
         raise SpanDecoderLoadError(
             "The span decoder weights are corrupt, truncated or do not match the "
             f"model's config ({type(err).__name__}: {err}). Re-save the pipeline "
             "with nlp.to_disk() or re-train it; the file was not loaded."
         ) from None
     return new_net.to(device)
+
+
+def _check_config_against_weights(config: dict, state: dict) -> None:
+    """Refuse a config whose shapes disagree with the stored tensors before
+    building anything: the tensors' sizes are bounded by the file, a tampered
+    config's (e.g. width = 10**9) are not."""
+    prefix = "spandec.decoder."
+    expected = {
+        "m_start": (int(config["width"]),),
+        "positions.weight": (int(config["n_positions"]), int(config["width"])),
+        "classifier.weight": (int(config["n_classes"]), 2 * int(config["width"])),
+        "mlp.0.weight": (max(1, int(round(int(config["width"]) * float(config["mlp_ratio"])))), int(config["width"])),
+    }
+    for name, shape in expected.items():
+        actual = tuple(state[prefix + name].shape)
+        if actual != shape:
+            raise ValueError(f"config expects {name} of shape {shape}, the weights have {actual}")
 
 
 def build_spandec_model(
