@@ -147,12 +147,22 @@ class SpanDecoder(nn.Module):
         n = starts.shape[0]
         rel_starts = starts - window_starts[span_blocks]
         rel_ends = ends - window_starts[span_blocks]
-        queries_in = torch.stack(
-            [self.m_start + self.positions(rel_starts), self.m_end + self.positions(rel_ends)],
-            dim=1,
-        )  # (n, 2, d)
+        # A query depends only on its marker and position, so its normed
+        # projections are computed once per table row (2 x n_positions), and
+        # each span looks them up: no per-span Q/K/V matmuls.
+        marker_in = torch.stack(
+            [self.m_start + self.positions.weight, self.m_end + self.positions.weight]
+        )  # (2, P, d)
+        normed = self.norm_query(marker_in)
+
+        def lookup(table: torch.Tensor) -> torch.Tensor:
+            return torch.stack([table[0][rel_starts], table[1][rel_ends]], dim=1)  # (n, 2, d)
+
+        queries_in = lookup(marker_in)
         attended = self._attend(
-            queries_in,
+            lookup(self.q_proj(normed)),
+            lookup(self.k_proj(normed)),
+            lookup(self.v_proj(normed)),
             text_keys,
             text_values,
             pos_keys,
@@ -167,7 +177,9 @@ class SpanDecoder(nn.Module):
 
     def _attend(
         self,
-        queries_in: torch.Tensor,
+        q: torch.Tensor,
+        k_self: torch.Tensor,
+        v_self: torch.Tensor,
         text_keys: torch.Tensor,
         text_values: torch.Tensor,
         pos_keys: torch.Tensor,
@@ -177,10 +189,6 @@ class SpanDecoder(nn.Module):
         window_lengths: torch.Tensor,
     ) -> torch.Tensor:
         """Cross-attention of each span's pair over [own pair, text window]."""
-        normed = self.norm_query(queries_in)
-        q = self.q_proj(normed)
-        k_self = self.k_proj(normed)
-        v_self = self.v_proj(normed)
         n_blocks = window_starts.shape[0]
         counts = torch.bincount(span_blocks, minlength=n_blocks)
         # Blocks differ a lot in size (a 3-token sentence vs a 60-token one).
