@@ -24,7 +24,7 @@ import torch
 from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 
-from spacy_spandec.pipeline_component import SpanDecNER
+from spacy_spandec.calibrate import find_component
 
 SAMPLE = (
     "The European Commission said on Thursday it disagreed with German advice to "
@@ -57,7 +57,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     nlp = spacy.load(args.model) if args.model else default_pipeline()
-    name = next(n for n, p in nlp.pipeline if isinstance(p, SpanDecNER))
+    name = find_component(nlp)
     decoder = nlp.get_pipe(name)
     encoder_names = nlp.pipe_names[: nlp.pipe_names.index(name)]
     if args.texts:

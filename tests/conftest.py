@@ -4,7 +4,9 @@ Everything here is sized for a loaded 2-core machine: a 64-wide CNN tok2vec,
 a 32-wide random BERT built on disk (no hub access), and one trained CNN
 pipeline shared by the whole session.
 """
+import json
 import os
+from pathlib import Path
 
 # One intra-op thread: on a busy machine PyTorch's thread pool makes the tiny
 # models here ~20x slower, not faster. Must be set before torch is imported.
@@ -30,18 +32,8 @@ torch.set_num_threads(1)
 # (text, [(entity text, label), ...]); every entity text occurs once in its
 # sentence and the texts tokenize on whitespace with spaCy's English rules.
 TRAIN_DATA: List[Tuple[str, List[Tuple[str, str]]]] = [
-    ("Angela Merkel met Emmanuel Macron in Berlin .", [("Angela Merkel", "PER"), ("Emmanuel Macron", "PER"), ("Berlin", "LOC")]),
-    ("Apple opened a new office in London .", [("Apple", "ORG"), ("London", "LOC")]),
-    ("The New York Stock Exchange closed early on Friday .", [("New York Stock Exchange", "ORG")]),
-    ("Barack Obama spoke at Harvard University yesterday .", [("Barack Obama", "PER"), ("Harvard University", "ORG")]),
-    ("Maria Garcia works for Google in Madrid .", [("Maria Garcia", "PER"), ("Google", "ORG"), ("Madrid", "LOC")]),
-    ("Microsoft and Amazon compete in Seattle .", [("Microsoft", "ORG"), ("Amazon", "ORG"), ("Seattle", "LOC")]),
-    ("Tokyo is the capital of Japan .", [("Tokyo", "LOC"), ("Japan", "LOC")]),
-    ("John Smith flew from Paris to Rome .", [("John Smith", "PER"), ("Paris", "LOC"), ("Rome", "LOC")]),
-    ("The United Nations met in Geneva .", [("United Nations", "ORG"), ("Geneva", "LOC")]),
-    ("Elon Musk founded SpaceX in California .", [("Elon Musk", "PER"), ("SpaceX", "ORG"), ("California", "LOC")]),
-    ("Nobody saw anything unusual today .", []),
-    ("Siemens hired Peter Weber in Munich .", [("Siemens", "ORG"), ("Peter Weber", "PER"), ("Munich", "LOC")]),
+    (text, [tuple(ent) for ent in ents])
+    for text, ents in json.loads((Path(__file__).parent / "fixtures" / "small_ner.json").read_text())
 ]
 LABELS = ("LOC", "ORG", "PER")
 

@@ -196,7 +196,7 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[SpanDecOutpu
     block_size = attrs["block_size"]
     lengths = numpy.asarray([len(doc) for doc in docs], dtype="int64")
     offsets = numpy.concatenate([[0], numpy.cumsum(lengths)[:-1]]).astype("int64")
-    is_space = numpy.asarray([token.is_space for doc in docs for token in doc], dtype=bool)
+    is_space = numpy.concatenate([doc.to_array("IS_SPACE") for doc in docs] + [numpy.zeros((0,), dtype="uint64")]).astype(bool)
     cands = enumerate_candidates(lengths, max_len).without_space_boundaries(is_space, offsets)
     n_candidates = numpy.bincount(cands.doc_ids, minlength=len(docs)).astype("int64")
     if int(lengths.sum()) == 0:
