@@ -16,6 +16,7 @@ from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from .layers.spandec_model import SpanDecoderLoadError, SpanDecOutput, is_built
 from .scoring import gold_spans
+from .serving import check_inference_dtype, invalidate, serving_view
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -52,6 +53,7 @@ LISTENER_NAMES = ("transformer-listener", "tok2vec-listener")
         "sf_loss_weight": 1.0,
         "write_ents": True,
         "overwrite_ents": True,
+        "inference_dtype": "float32",
         "scorer": {"@scorers": "spacy-spandec.scorer.v1"},
     },
     default_score_weights={
@@ -72,6 +74,7 @@ def make_spandec_ner(
     sf_loss_weight: float,
     write_ents: bool,
     overwrite_ents: bool,
+    inference_dtype: str,
     scorer: Optional[Callable],
 ) -> "SpanDecNER":
     """Span-based NER: every span up to max_span_length is classified by a
@@ -83,6 +86,9 @@ def make_spandec_ner(
     sf_loss_weight: weight of the span-filter loss added to the span loss.
     write_ents: also write a flat, greedy-by-score selection to doc.ents.
     overwrite_ents: replace existing doc.ents rather than keep them.
+    inference_dtype: "float32", or "int8" / "bfloat16" to predict with a
+        quantized / autocast copy of the decoder (CPU serving; training and
+        saving always use the float32 weights).
     """
     return SpanDecNER(
         nlp.vocab,
@@ -94,6 +100,7 @@ def make_spandec_ner(
         sf_loss_weight=sf_loss_weight,
         write_ents=write_ents,
         overwrite_ents=overwrite_ents,
+        inference_dtype=inference_dtype,
         scorer=scorer,
     )
 
@@ -126,6 +133,7 @@ class SpanDecNER(TrainablePipe):
         sf_loss_weight: float = 1.0,
         write_ents: bool = True,
         overwrite_ents: bool = True,
+        inference_dtype: str = "float32",
         scorer: Optional[Callable] = None,
     ) -> None:
         if not 0.0 <= sf_threshold <= 1.0:
@@ -155,6 +163,7 @@ class SpanDecNER(TrainablePipe):
         self.scorer = scorer
         self.cfg: Dict[str, Any] = {"labels": []}
         self.sf_threshold = sf_threshold
+        self.inference_dtype = inference_dtype
 
     @property
     def sf_threshold(self) -> float:
@@ -169,6 +178,15 @@ class SpanDecNER(TrainablePipe):
             raise ValueError(f"sf_threshold must be in [0, 1], got {value}.")
         self._sf_threshold = float(value)
         self.model.attrs["sf_threshold"] = float(value)
+
+    @property
+    def inference_dtype(self) -> str:
+        """Precision of the decoder at prediction: float32, int8 or bfloat16."""
+        return self._inference_dtype
+
+    @inference_dtype.setter
+    def inference_dtype(self, value: str) -> None:
+        self._inference_dtype = check_inference_dtype(value)
 
     @property
     def max_span_length(self) -> int:
@@ -209,7 +227,20 @@ class SpanDecNER(TrainablePipe):
                 "or load a trained pipeline with spacy.load()."
             )
         self.model.attrs["sf_threshold"] = self._sf_threshold
-        return self.model.predict(docs)
+        if self.inference_dtype == "float32":
+            return self.model.predict(docs)
+        shim = self.model.get_ref("decoder").shims[0]
+        net = shim._model
+        shim._model = serving_view(net, self.inference_dtype)
+        try:
+            return self.model.predict(docs)
+        finally:
+            shim._model = net
+
+    def finish_update(self, sgd: Optimizer) -> None:
+        """Apply the update, and drop the int8/bf16 views of the old weights."""
+        super().finish_update(sgd)
+        invalidate(self.model.get_ref("decoder").shims[0]._model)
 
     def set_annotations(self, docs: Iterable[Doc], output: SpanDecOutput) -> None:
         docs = list(docs)

@@ -1,0 +1,137 @@
+"""Cheaper precisions for serving on CPU: int8 dynamic quantization and bf16.
+
+On CPU the unpruned decoder's cost is dominated by Linear layers applied to
+every span (the attention output projection, the MLP and the classifier), so
+those are what the `int8` setting quantizes. The per-token projections share
+their weights with position tables computed by `F.linear`, and are cheap, so
+they stay in float. `bfloat16` runs the whole decoder under CPU autocast,
+which pays off on CPUs with AVX512-BF16/AMX.
+
+These are inference-only views: training and serialization always use the
+float32 weights, and a view is rebuilt after the weights change.
+"""
+import copy
+import warnings
+import weakref
+from contextlib import contextmanager
+from typing import Any, Dict, Iterable, Iterator, List, Tuple
+
+import torch
+from spacy.language import Language
+from torch import nn
+
+INFERENCE_DTYPES = ("float32", "bfloat16", "int8")
+# Linear layers of SpanDecoder that run once per decoded span.
+PER_SPAN_LINEARS = ("o_proj", "mlp.0", "mlp.3", "classifier")
+
+_VIEWS: "weakref.WeakKeyDictionary[nn.Module, Dict[str, nn.Module]]" = weakref.WeakKeyDictionary()
+
+
+def check_inference_dtype(value: Any) -> str:
+    if value not in INFERENCE_DTYPES:
+        raise ValueError(
+            f"inference_dtype must be one of {list(INFERENCE_DTYPES)}, got {value!r}. "
+            "Use 'int8' (dynamic quantization of the per-span Linear layers) or "
+            "'bfloat16' (autocast) to serve faster on CPU, 'float32' otherwise."
+        )
+    return value
+
+
+class _Autocast(nn.Module):
+    """Run a net under autocast and hand back float32 tensors."""
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.net = net
+        self.dtype = dtype
+        self.config = getattr(net, "config", None)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Tuple[Any, ...]:
+        device_type = next(self.net.parameters()).device.type
+        with torch.autocast(device_type, dtype=self.dtype):
+            outputs = self.net(*args, **kwargs)
+        return tuple(
+            out.float() if torch.is_tensor(out) and out.is_floating_point() else out for out in outputs
+        )
+
+
+@contextmanager
+def _quiet_quantization() -> Iterator[None]:
+    """torch.ao's eager quantization warns that it will move to torchao; the
+    API is still the supported one in the pinned torch."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"torch\.ao\..*")
+        warnings.filterwarnings("ignore", message=r".*(torchao|quantiz).*")
+        yield
+
+
+def quantize_decoder(net: nn.Module) -> nn.Module:
+    """A copy of a SpanDecNet whose per-span Linear layers are dynamic int8."""
+    names = {
+        name
+        for name, module in net.named_modules()
+        if isinstance(module, nn.Linear) and name.startswith("spandec.decoder.")
+        and name[len("spandec.decoder.") :] in PER_SPAN_LINEARS
+    }
+    with _quiet_quantization():
+        quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(net), names, dtype=torch.qint8)
+    quantized.eval()
+    return quantized
+
+
+def serving_view(net: nn.Module, dtype: str) -> nn.Module:
+    """The net to predict with in `dtype`; cached until `invalidate(net)`."""
+    if check_inference_dtype(dtype) == "float32":
+        return net
+    views = _VIEWS.setdefault(net, {})
+    if dtype not in views:
+        if dtype == "int8":
+            views[dtype] = quantize_decoder(net)
+        else:
+            views[dtype] = _Autocast(net, torch.bfloat16)
+    return views[dtype]
+
+
+def invalidate(net: nn.Module) -> None:
+    """Forget the views of a net whose weights have changed."""
+    _VIEWS.pop(net, None)
+
+
+def transformer_modules(nlp: Language) -> List[Tuple[str, nn.Module]]:
+    """(component name, Hugging Face model) of every spacy-transformers pipe."""
+    found: List[Tuple[str, nn.Module]] = []
+    seen = set()
+    for name, pipe in nlp.pipeline:
+        model = getattr(pipe, "model", None)
+        for node in model.walk() if model is not None else ():
+            for shim in getattr(node, "shims", ()):
+                module = getattr(shim, "_model", None)
+                is_hf = isinstance(module, nn.Module) and hasattr(getattr(module, "config", None), "hidden_size")
+                if is_hf and id(module) not in seen:
+                    seen.add(id(module))
+                    found.append((name, module))
+    return found
+
+
+def quantize_encoder(nlp: Language, names: Iterable[str] = ()) -> List[str]:
+    """Quantize the Linear layers of the pipeline's transformer(s) to dynamic
+    int8, in place, for serving. Embeddings and LayerNorms stay float, which is
+    the setting PyTorch documents for BERT.
+
+    In place means the pipeline must not be saved afterwards (reload the float
+    one instead): returns the names of the quantized components.
+    """
+    wanted = set(names)
+    done = []
+    for name, module in transformer_modules(nlp):
+        if wanted and name not in wanted:
+            continue
+        with _quiet_quantization():
+            torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=True)
+        done.append(name)
+    if wanted - set(done):
+        raise ValueError(
+            f"No spacy-transformers model found in components {sorted(wanted - set(done))}; "
+            f"the pipeline's transformer components are {[n for n, _ in transformer_modules(nlp)]}."
+        )
+    return done

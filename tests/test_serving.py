@@ -1,0 +1,128 @@
+"""int8 / bf16 serving views of the decoder, and int8 encoder quantization."""
+import pickle
+
+import pytest
+import spacy
+import torch
+
+from spacy_spandec.serving import INFERENCE_DTYPES, quantize_encoder, serving_view
+
+from conftest import TRAIN_DATA, make_bert_nlp, make_cnn_nlp, make_examples, train
+
+
+def ents(nlp, texts):
+    return [[(e.start_char, e.end_char, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
+
+
+def decoder_net(nlp):
+    return nlp.get_pipe("spandec_ner").model.get_ref("decoder").shims[0]._model
+
+
+def gold(texts_and_ents):
+    out = []
+    for text, spans in texts_and_ents:
+        found = []
+        for ent_text, label in spans:
+            start = text.index(ent_text)
+            found.append((start, start + len(ent_text), label))
+        out.append(sorted(found))
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["int8", "bfloat16"])
+def test_serving_dtype_keeps_overfitted_predictions(trained_dir, dtype):
+    texts = [text for text, _ in TRAIN_DATA]
+    float_nlp = spacy.load(trained_dir)
+    nlp = spacy.load(trained_dir, config={"components": {"spandec_ner": {"inference_dtype": dtype}}})
+    assert nlp.get_pipe("spandec_ner").inference_dtype == dtype
+    expected = ents(float_nlp, texts)
+    assert [sorted(e) for e in expected] == gold(TRAIN_DATA)
+    assert ents(nlp, texts) == expected
+
+
+def test_int8_view_quantizes_only_per_span_linears(trained_nlp):
+    net = decoder_net(trained_nlp)
+    view = serving_view(net, "int8")
+    assert view is not net
+    assert serving_view(net, "int8") is view
+    kinds = {name.rsplit("spandec.decoder.", 1)[-1]: type(m).__name__ for name, m in view.named_modules()}
+    for name in ("o_proj", "mlp.0", "mlp.3", "classifier"):
+        assert "quantized" in type(dict(view.named_modules())[f"spandec.decoder.{name}"]).__module__
+    for name in ("q_proj", "k_proj", "v_proj", "pos_key_proj"):
+        assert kinds[name] == "Linear"
+    # The float net itself is untouched.
+    assert all(type(m) is not torch.ao.nn.quantized.dynamic.Linear for m in net.modules())
+
+
+def test_int8_scores_close_to_float(trained_nlp):
+    ner = trained_nlp.get_pipe("spandec_ner")
+    docs = [trained_nlp.make_doc(text) for text, _ in TRAIN_DATA[:8]]
+    for name, proc in trained_nlp.pipeline[:-1]:
+        docs = list(proc.pipe(docs))
+    float_logits = ner.model.ops.to_numpy(ner.predict(docs).logits)
+    try:
+        ner.inference_dtype = "int8"
+        int8_logits = ner.model.ops.to_numpy(ner.predict(docs).logits)
+    finally:
+        ner.inference_dtype = "float32"
+    assert int8_logits.shape == float_logits.shape
+    assert abs(int8_logits - float_logits).max() < 0.1 * abs(float_logits).max()
+    assert (int8_logits != float_logits).any()
+
+
+def test_saving_a_serving_pipeline_keeps_float_weights(trained_dir, tmp_path):
+    nlp = spacy.load(trained_dir, config={"components": {"spandec_ner": {"inference_dtype": "int8"}}})
+    nlp("Ann Smith lives in Paris .")
+    nlp.to_disk(tmp_path / "p")
+    assert (tmp_path / "p" / "spandec_ner" / "model").read_bytes() == (trained_dir / "spandec_ner" / "model").read_bytes()
+    nlp2 = spacy.load(tmp_path / "p")
+    assert nlp2.get_pipe("spandec_ner").inference_dtype == "int8"
+    nlp3 = pickle.loads(pickle.dumps(nlp))
+    texts = [text for text, _ in TRAIN_DATA[:6]]
+    assert ents(nlp3, texts) == ents(nlp, texts) == ents(nlp2, texts)
+
+
+def test_training_refreshes_the_int8_view():
+    nlp = make_cnn_nlp(inference_dtype="int8")
+    examples = make_examples(nlp)
+    train(nlp, examples, n_updates=1)
+    nlp("Ann Smith lives in Paris .")
+    net = decoder_net(nlp)
+    before = serving_view(net, "int8")
+    train_more = nlp.resume_training()
+    nlp.update(examples, sgd=train_more)
+    after = serving_view(decoder_net(nlp), "int8")
+    assert after is not before
+
+
+def test_bad_inference_dtype():
+    with pytest.raises(ValueError, match="inference_dtype must be one of"):
+        make_cnn_nlp(inference_dtype="fp16")
+    nlp = make_cnn_nlp()
+    with pytest.raises(ValueError, match="int8"):
+        nlp.get_pipe("spandec_ner").inference_dtype = "int4"
+    assert set(INFERENCE_DTYPES) == {"float32", "int8", "bfloat16"}
+
+
+def test_quantize_encoder(tiny_bert_dir):
+    nlp = make_bert_nlp(tiny_bert_dir)
+    train(nlp, make_examples(nlp), n_updates=2)
+    texts = [text for text, _ in TRAIN_DATA[:6]]
+    before = [doc.spans["spandec"].attrs["n_candidates"] for doc in nlp.pipe(texts)]
+    assert quantize_encoder(nlp) == ["transformer"]
+    hf = nlp.get_pipe("transformer").model.walk()
+    linear_types = {
+        type(m).__module__
+        for node in hf
+        for shim in getattr(node, "shims", ())
+        for m in shim._model.modules()
+        if "Linear" in type(m).__name__
+    }
+    assert linear_types and all("quantized" in t for t in linear_types)
+    docs = list(nlp.pipe(texts))
+    assert [doc.spans["spandec"].attrs["n_candidates"] for doc in docs] == before
+    for doc in docs:
+        for ent in doc.ents:
+            assert ent.text == doc.text[ent.start_char : ent.end_char]
+    with pytest.raises(ValueError, match="No spacy-transformers model"):
+        quantize_encoder(nlp, names=["spandec_ner"])
