@@ -1,0 +1,415 @@
+"""Side-by-side benchmark: token classification, spaCy ner, PL-Marker (SpanMarker),
+SpanDec and SF-SpanDec, on the same encoder, data and machine, in one process.
+
+    python scripts/benchmark.py --datasets conllpp bc5cdr [--serving] \
+        [--n-docs 512] [--batch-sizes 8 64] [--repeats 3] [--output results/benchmark]
+
+It reuses the trained models of the project (`spacy project run train
+--vars.config X`, `scripts/train_spanmarker.py`); a missing one is skipped
+with the command that trains it. For each dataset it reports:
+
+- seqeval F1/P/R on the full test set (from metrics/<dataset>/<config>.json,
+  written by `spacy evaluate`; computed here for SpanMarker and the serving
+  variants);
+- docs/s and words/s at each batch size, end to end as a user runs them
+  (`nlp.pipe` on raw texts; SpanMarker's own `predict` on raw texts), after a
+  warm-up, median of --repeats passes with min/max, models alternating;
+- peak RSS of a fresh process that loads the model and annotates the texts;
+- analytic GFLOPs per sample (spacy_spandec.flops, the paper's Appendix D)
+  with this dataset's mean wordpieces and candidate spans per sample;
+- SF's fraction of candidate spans kept.
+
+--serving adds int8 / bf16 variants (spacy_spandec.serving) on the first
+dataset. Nothing else heavy may run meanwhile: the numbers are ratios within
+one run. Writes <output>/benchmark.json, benchmark.md and benchmark.png.
+"""
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import spacy
+import torch
+from spacy.tokens import Doc, DocBin, Span
+from spacy.training import Example
+
+from spacy_spandec import flops
+from spacy_spandec.candidates import count_candidates
+from spacy_spandec.encoders import offline_encoder
+from spacy_spandec.scoring import score_ents
+from spacy_spandec.serving import quantize_encoder
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+# name -> (kind, path template, component overrides, how to train it)
+MODELS: Dict[str, Dict[str, Any]] = {
+    "token_cls": {"kind": "spacy", "path": "training/{ds}/token_cls/model-best", "config": "token_cls"},
+    "spacy_ner": {"kind": "spacy", "path": "training/{ds}/spacy_ner/model-best", "config": "spacy_ner"},
+    "spanmarker": {"kind": "spanmarker", "path": "training/{ds}/spanmarker/model", "config": None},
+    "spandec": {"kind": "spacy", "path": "training/{ds}/spandec/model-best", "config": "spandec",
+                "overrides": {"sf_threshold": 0.0}},
+    "sf_spandec": {"kind": "spacy", "path": "training/{ds}/sf_spandec/model-best", "config": "sf_spandec"},
+}
+# Serving variants: (base model, decoder inference_dtype, quantize the encoder)
+SERVING: Dict[str, Dict[str, Any]] = {
+    "token_cls+int8": {"base": "token_cls", "dtype": None, "encoder_int8": True},
+    "spandec+bf16": {"base": "spandec", "dtype": "bfloat16", "encoder_int8": False},
+    "spandec+int8dec": {"base": "spandec", "dtype": "int8", "encoder_int8": False},
+    "spandec+int8": {"base": "spandec", "dtype": "int8", "encoder_int8": True},
+    "sf_spandec+int8": {"base": "sf_spandec", "dtype": "int8", "encoder_int8": True},
+}
+LABELS = {
+    "token_cls": "Token classif.",
+    "spacy_ner": "spaCy ner",
+    "spanmarker": "PL-Marker (SpanMarker)",
+    "spandec": "SpanDec",
+    "sf_spandec": "SF-SpanDec",
+}
+
+
+def label_of(name: str) -> str:
+    if name in SERVING:
+        spec = SERVING[name]
+        parts = ([f"decoder {spec['dtype']}"] if spec["dtype"] else []) + (["encoder int8"] if spec["encoder_int8"] else [])
+        return f"{LABELS[spec['base']]} ({', '.join(parts)})"
+    return LABELS.get(name, name)
+
+
+def train_hint(name: str, dataset: str) -> str:
+    if name == "spanmarker":
+        return f"python scripts/train_spanmarker.py --dataset {dataset} --output training/{dataset}/spanmarker"
+    if name == "sf_spandec":
+        return f"spacy project run calibrate . --vars.dataset {dataset}"
+    return f"spacy project run train . --vars.dataset {dataset} --vars.config {MODELS[name]['config']}"
+
+
+class Runner:
+    """One model as a user runs it: load, annotate raw texts, score."""
+
+    def __init__(self, name: str, dataset: str) -> None:
+        self.name = name
+        base = SERVING.get(name, {}).get("base", name)
+        spec = MODELS[base]
+        self.kind = spec["kind"]
+        self.path = PROJECT_DIR / spec["path"].format(ds=dataset)
+        self.overrides = dict(spec.get("overrides", {}))
+        self.serving = SERVING.get(name)
+        if self.serving and self.serving["dtype"]:
+            self.overrides["inference_dtype"] = self.serving["dtype"]
+        self.n_candidates = 0
+        self.n_kept = 0
+
+    def available(self) -> bool:
+        return self.path.exists()
+
+    def load(self) -> None:
+        if self.kind == "spanmarker":
+            from span_marker import SpanMarkerModel
+
+            self.model = SpanMarkerModel.from_pretrained(str(self.path))
+            self.model.eval()
+            return
+        config = {"components": {"spandec_ner": self.overrides}} if self.overrides else {}
+        self.nlp = spacy.load(self.path, config=config)
+        if self.serving and self.serving["encoder_int8"]:
+            quantize_encoder(self.nlp)
+
+    def run(self, texts: Sequence[str], batch_size: int) -> int:
+        if self.kind == "spanmarker":
+            return len(self.model.predict(list(texts), batch_size=batch_size))
+        n = 0
+        for doc in self.nlp.pipe(texts, batch_size=batch_size):
+            group = doc.spans.get("spandec")
+            if group is not None:
+                self.n_candidates += group.attrs["n_candidates"]
+                self.n_kept += group.attrs["n_kept"]
+            n += 1
+        return n
+
+    def predict_docs(self, gold: List[Doc]) -> List[Doc]:
+        """Predictions on the gold tokenization, for scoring."""
+        if self.kind == "spacy":
+            words = [Doc(self.nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]) for doc in gold]
+            return list(self.nlp.pipe(words, batch_size=64))
+        outputs = self.model.predict([[t.text for t in doc] for doc in gold], batch_size=32)
+        docs = []
+        for doc, ents in zip(gold, outputs):
+            pred = Doc(doc.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
+            pred.ents = [Span(pred, e["word_start_index"], e["word_end_index"], label=e["label"]) for e in ents]
+            docs.append(pred)
+        return docs
+
+
+def load_test(dataset: str, vocab: Any) -> List[Doc]:
+    return list(DocBin().from_disk(PROJECT_DIR / "corpus" / dataset / "test.spacy").get_docs(vocab))
+
+
+def scores_of(runner: Runner, dataset: str, gold: List[Doc], limit: int) -> Dict[str, Any]:
+    """F1 from the committed evaluate step when it exists, else computed here."""
+    metrics = PROJECT_DIR / "metrics" / dataset / f"{runner.name}.json"
+    if metrics.exists() and runner.kind == "spacy" and not runner.serving and not limit:
+        data = json.loads(metrics.read_text())
+        return {k: data.get(k) for k in ("seqeval_f", "seqeval_p", "seqeval_r", "ents_f")} | {"source": str(metrics.relative_to(PROJECT_DIR))}
+    start = time.perf_counter()
+    examples = [Example(pred, ref) for pred, ref in zip(runner.predict_docs(gold), gold)]
+    data = score_ents(examples)
+    return {k: data.get(k) for k in ("seqeval_f", "seqeval_p", "seqeval_r", "ents_f")} | {
+        "source": "computed by scripts/benchmark.py", "seconds": round(time.perf_counter() - start, 1)}
+
+
+def training_budget(runner: Runner) -> str:
+    if runner.kind == "spanmarker":
+        info = json.loads((runner.path.parent / "training.json").read_text())
+        return f"{info['max_steps']} steps x {info['sentences_per_step']} sentences"
+    cfg = spacy.util.load_config(runner.path / "config.cfg", interpolate=False)
+    batcher = cfg["training"]["batcher"]
+    return f"{cfg['training']['max_steps']} steps x {batcher.get('size')} sentences"
+
+
+def sample_shape(texts: Sequence[str], docs: List[Doc]) -> Dict[str, float]:
+    """Mean wordpieces (S, with [CLS]/[SEP]) and span markers (M) per sample."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(offline_encoder())
+    pieces = [len(ids) for ids in tokenizer(list(texts))["input_ids"]]
+    spans = [count_candidates(len(doc), 8) for doc in docs]
+    return {"S": statistics.mean(pieces), "M": 2 * statistics.mean(spans), "words": statistics.mean(len(d) for d in docs)}
+
+
+def gflops(name: str, shape: flops.EncoderShape, S: float, M: float, kept: Optional[float]) -> float:
+    base = SERVING.get(name, {}).get("base", name)
+    if base == "token_cls":
+        value = flops.token_classification(shape, S)
+    elif base == "spacy_ner":
+        value = flops.transition_ner(shape, S)
+    elif base == "spanmarker":
+        value = flops.pl_marker(shape, S, M)
+    else:
+        value = flops.spandec(shape, S, M, shape.n_layers - 1, kept if kept is not None else 1.0)
+    return value / 1e9
+
+
+def peak_rss(name: str, dataset: str, n_docs: int, batch_size: int) -> Dict[str, float]:
+    """Peak RSS of a fresh process that loads `name` and annotates the texts."""
+    cmd = [sys.executable, __file__, "--rss-child", name, "--datasets", dataset, "--n-docs", str(n_docs),
+           "--batch-sizes", str(batch_size)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _high_water_mb() -> float:
+    """VmHWM: peak RSS of this process image (ru_maxrss would include the
+    parent's, which survives fork + exec on Linux)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_child(name: str, dataset: str, n_docs: int, batch_size: int) -> None:
+    base_rss = _high_water_mb()
+    runner = Runner(name, dataset)
+    runner.load()
+    loaded = _high_water_mb()
+    texts = [doc.text for doc in load_test(dataset, spacy.blank("en").vocab)[:n_docs]]
+    runner.run(texts, batch_size)
+    peak = _high_water_mb()
+    print(json.dumps({"imports_mb": round(base_rss, 1), "loaded_mb": round(loaded, 1), "peak_mb": round(peak, 1)}))
+
+
+def time_models(runners: List[Runner], texts: List[str], batch_sizes: Sequence[int], repeats: int) -> Dict[str, Dict[str, Any]]:
+    n_words = sum(len(text.split()) for text in texts)
+    result: Dict[str, Dict[str, Any]] = {r.name: {} for r in runners}
+    for batch_size in batch_sizes:
+        for runner in runners:  # warm-up: lazy init, allocator, quantized views
+            runner.run(texts[: max(2 * batch_size, 32)], batch_size)
+        times: Dict[str, List[float]] = {r.name: [] for r in runners}
+        for repeat in range(repeats):
+            order = runners[repeat % len(runners):] + runners[: repeat % len(runners)]
+            for runner in order:
+                runner.n_candidates = runner.n_kept = 0
+                start = time.perf_counter()
+                assert runner.run(texts, batch_size) == len(texts)
+                times[runner.name].append(time.perf_counter() - start)
+                print(f"  b{batch_size} {runner.name}: {times[runner.name][-1]:.2f}s", flush=True)
+        for runner in runners:
+            secs = times[runner.name]
+            median = statistics.median(secs)
+            result[runner.name][f"b{batch_size}"] = {
+                "seconds": [round(s, 3) for s in secs],
+                "docs_per_s": round(len(texts) / median, 1),
+                "docs_per_s_min": round(len(texts) / max(secs), 1),
+                "docs_per_s_max": round(len(texts) / min(secs), 1),
+                "words_per_s": round(n_words / median, 1),
+            }
+            if runner.n_candidates:
+                result[runner.name]["kept_fraction"] = round(runner.n_kept / runner.n_candidates, 4)
+    return result
+
+
+def benchmark_dataset(dataset: str, names: List[str], args: argparse.Namespace) -> Dict[str, Any]:
+    nlp = spacy.blank("en")
+    gold = load_test(dataset, nlp.vocab)
+    scored = gold[: args.test_limit] if args.test_limit else gold
+    texts = [doc.text for doc in gold[: args.n_docs]]
+    runners, skipped = [], {}
+    for name in names:
+        runner = Runner(name, dataset)
+        if runner.available():
+            runner.load()
+            runners.append(runner)
+        else:
+            skipped[name] = f"not trained: {train_hint(SERVING.get(name, {}).get('base', name), dataset)}"
+            print(f"[{dataset}] skip {name}: {skipped[name]}", flush=True)
+    print(f"[{dataset}] timing {[r.name for r in runners]} on {len(texts)} test texts", flush=True)
+    timings = time_models(runners, texts, args.batch_sizes, args.repeats)
+    shape_stats = sample_shape(texts, gold[: args.n_docs])
+    from transformers import AutoConfig
+
+    shape = flops.EncoderShape.from_hf_config(AutoConfig.from_pretrained(offline_encoder()))
+    rows: Dict[str, Any] = {}
+    for runner in runners:
+        print(f"[{dataset}] scoring {runner.name}", flush=True)
+        row = {"label": label_of(runner.name), "budget": training_budget(runner)}
+        row.update(scores_of(runner, dataset, scored, args.test_limit))
+        row.update(timings[runner.name])
+        row["gflops"] = round(gflops(runner.name, shape, shape_stats["S"], shape_stats["M"], row.get("kept_fraction")), 3)
+        rows[runner.name] = row
+    for runner in runners:  # free memory before the RSS children
+        runner.model = runner.nlp = None
+    if not args.no_rss:
+        for name in rows:
+            print(f"[{dataset}] peak RSS {name}", flush=True)
+            rows[name]["rss"] = peak_rss(name, dataset, args.n_docs, max(args.batch_sizes))
+    base = rows.get("token_cls")
+    for row in rows.values():
+        for batch_size in args.batch_sizes:
+            key = f"b{batch_size}"
+            if base and key in row:
+                row[key]["vs_token_cls"] = round(row[key]["docs_per_s"] / base[key]["docs_per_s"], 3)
+    return {"n_docs": len(texts), "sample_shape": shape_stats, "encoder": shape.__dict__, "models": rows, "skipped": skipped}
+
+
+def markdown(result: Dict[str, Any]) -> str:
+    lines = [
+        "# Side-by-side benchmark",
+        "",
+        f"{result['date']} on {result['machine']} ({result['torch_threads']} torch threads), "
+        f"command `{result['command']}`. Throughput is end to end on raw test texts, median of "
+        f"{result['repeats']} passes (min-max in brackets), models alternating in one process; ×tok is the "
+        "ratio to token classification in the same run. F1 is seqeval on the full test set.",
+        "",
+    ]
+    for dataset, data in result["datasets"].items():
+        bs = result["batch_sizes"]
+        lines += [f"## {dataset} ({data['n_docs']} texts timed, {data['sample_shape']['words']:.1f} words, "
+                  f"{data['sample_shape']['S']:.1f} wordpieces per sample)", ""]
+        head = "| model | budget | F1 | P | R | " + " | ".join(f"docs/s b{b} (×tok)" for b in bs) + \
+               f" | words/s b{bs[0]} | peak RSS MB | GFLOPs | kept |"
+        lines += [head, "|" + "---|" * (head.count("|") - 1)]
+        for name, row in data["models"].items():
+            def pct(key: str) -> str:
+                return f"{100 * row[key]:.1f}" if row.get(key) is not None else "–"
+            cells = [row["label"], row["budget"], pct("seqeval_f"), pct("seqeval_p"), pct("seqeval_r")]
+            for b in bs:
+                t = row[f"b{b}"]
+                cells.append(f"{t['docs_per_s']:.0f} [{t['docs_per_s_min']:.0f}-{t['docs_per_s_max']:.0f}] ({t.get('vs_token_cls', float('nan')):.2f}×)")
+            cells.append(f"{row[f'b{bs[0]}']['words_per_s']:.0f}")
+            cells.append(f"{row['rss']['peak_mb']:.0f}" if "rss" in row else "–")
+            cells.append(f"{row['gflops']:.2f}")
+            cells.append(f"{100 * row['kept_fraction']:.1f}%" if "kept_fraction" in row else "–")
+            lines.append("| " + " | ".join(cells) + " |")
+        for name, why in data["skipped"].items():
+            lines.append(f"\n{name}: {why}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(result: Dict[str, Any], path: Path) -> None:
+    """F1 against throughput at the smallest batch size (the paper's Figure 1)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = result["datasets"]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
+    key = f"b{result['batch_sizes'][0]}"
+    for ax, (dataset, data) in zip(axes[0], datasets.items()):
+        for name, row in data["models"].items():
+            if row.get("seqeval_f") is None:
+                continue
+            x, y = row[key]["docs_per_s"], 100 * row["seqeval_f"]
+            ax.scatter(x, y, s=40 + 40 * row["gflops"], alpha=0.7)
+            ax.annotate(row["label"], (x, y),
+                        textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"docs/s (batch {key[1:]}, log scale)")
+        ax.set_ylabel("seqeval F1 (test)")
+        ax.set_title(f"{dataset}: marker area ~ GFLOPs/sample")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=["conllpp", "bc5cdr"])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--serving", action="store_true", help="add int8/bf16 variants on the first dataset")
+    parser.add_argument("--n-docs", type=int, default=512)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 64])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--test-limit", type=int, default=0, help="score on the first K test docs only (smoke runs)")
+    parser.add_argument("--no-rss", action="store_true")
+    parser.add_argument("--output", type=Path, default=PROJECT_DIR / "results" / "benchmark")
+    parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.rss_child:
+        rss_child(args.rss_child, args.datasets[0], args.n_docs, args.batch_sizes[0])
+        return
+    result: Dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": f"{platform.processor() or platform.machine()}, {_cpu_name()}, {_n_cpus()} CPUs, {platform.system()}",
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "command": "python scripts/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "batch_sizes": args.batch_sizes,
+        "repeats": args.repeats,
+        "datasets": {},
+    }
+    args.output.mkdir(parents=True, exist_ok=True)
+    for i, dataset in enumerate(args.datasets):
+        names = list(args.models) + (list(SERVING) if args.serving and i == 0 else [])
+        result["datasets"][dataset] = benchmark_dataset(dataset, names, args)
+        (args.output / "benchmark.json").write_text(json.dumps(result, indent=1))
+    (args.output / "benchmark.md").write_text(markdown(result))
+    plot(result, args.output / "benchmark.png")
+    print(markdown(result))
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def _n_cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+if __name__ == "__main__":
+    main()
