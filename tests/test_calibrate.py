@@ -1,0 +1,56 @@
+"""`python -m spacy_spandec.calibrate`: sweep, choose, write, and the written
+threshold is the one a loaded pipeline uses."""
+import json
+
+import pytest
+import spacy
+from spacy.tokens import DocBin
+
+from spacy_spandec.calibrate import choose, main
+
+from conftest import TRAIN_DATA, make_cnn_nlp, make_examples, train
+
+
+def test_choose_highest_threshold_within_tolerance():
+    rows = [
+        {"threshold": 0.0, "seqeval_f": 0.90},
+        {"threshold": 0.2, "seqeval_f": 0.91},
+        {"threshold": 0.5, "seqeval_f": 0.905},
+        {"threshold": 0.7, "seqeval_f": 0.80},
+    ]
+    assert choose(rows, tolerance=0.0)["threshold"] == 0.2
+    assert choose(rows, tolerance=0.5)["threshold"] == 0.5
+    assert choose(rows, tolerance=20.0)["threshold"] == 0.7
+
+
+def test_calibrate_writes_the_threshold_that_load_uses(trained_nlp, trained_dir, tmp_path):
+    dev = tmp_path / "dev.spacy"
+    DocBin(docs=[eg.reference for eg in make_examples(trained_nlp)]).to_disk(dev)
+    out = tmp_path / "sf"
+    main([str(trained_dir), str(dev), str(out), "--thresholds", "0,0.3,0.6,0.999", "--tolerance", "0",
+          "--results", str(tmp_path / "cal.json"), "--plot", str(tmp_path / "cal.png")])
+    result = json.loads((tmp_path / "cal.json").read_text())
+    chosen = result["chosen"]["threshold"]
+    sweep = {row["threshold"]: row for row in result["sweep"]}
+    # The overfitted model's SF separates entity tokens well: pruning keeps F1
+    # and never keeps more spans as the threshold rises.
+    assert sweep[0.0]["kept_fraction"] == pytest.approx(1.0)
+    assert sweep[0.999]["kept_fraction"] <= sweep[0.6]["kept_fraction"] <= sweep[0.3]["kept_fraction"] < 1.0
+    assert chosen > 0.0 and sweep[chosen]["seqeval_f"] == max(r["seqeval_f"] for r in result["sweep"])
+    assert (tmp_path / "cal.png").stat().st_size > 0
+    nlp = spacy.load(out)
+    assert nlp.get_pipe("spandec_ner").sf_threshold == chosen
+    doc = nlp(TRAIN_DATA[0][0])
+    kept, total = doc.spans["spandec"].attrs["n_kept"], doc.spans["spandec"].attrs["n_candidates"]
+    assert kept < total
+    assert spacy.load(trained_dir).get_pipe("spandec_ner").sf_threshold == 0.0
+
+
+def test_calibrate_refuses_a_model_without_span_filter(tmp_path):
+    nlp = make_cnn_nlp(model={"span_filter": False})
+    train(nlp, make_examples(nlp), n_updates=1)
+    nlp.to_disk(tmp_path / "p")
+    dev = tmp_path / "dev.spacy"
+    DocBin(docs=[eg.reference for eg in make_examples(nlp)]).to_disk(dev)
+    with pytest.raises(ValueError, match="without a span filter"):
+        main([str(tmp_path / "p"), str(dev), str(tmp_path / "out")])
