@@ -7,9 +7,11 @@ other spans. A shared pre-norm MLP (d -> r*d -> d, GELU) runs on both
 outputs, which are concatenated and classified over O + labels.
 
 Efficiency: the text keys/values are projected once per token and shared by
-every span; all spans of a batch are decoded in a few batched tensor calls
-grouped by attention block (see `candidates.attention_blocks`); the MLP and
-classifier run only on the spans that survive the span filter.
+every span; a query depends only on its marker and relative position, so its
+attention over the text window is computed once per (block, marker,
+position) and merged with each span's own pair (flash-attention style),
+instead of once per span; the MLP and classifier run only on the spans that
+survive the span filter.
 """
 import math
 from typing import Any, Dict, List, Optional, Tuple
@@ -154,32 +156,35 @@ class SpanDecoder(nn.Module):
             [self.m_start + self.positions.weight, self.m_end + self.positions.weight]
         )  # (2, P, d)
         normed = self.norm_query(marker_in)
+        q_table = self.q_proj(normed)
 
         def lookup(table: torch.Tensor) -> torch.Tensor:
-            return torch.stack([table[0][rel_starts], table[1][rel_ends]], dim=1)  # (n, 2, d)
+            return torch.stack([table[0][rel_starts], table[1][rel_ends]], dim=1)  # (n, 2, ...)
 
-        queries_in = lookup(marker_in)
-        attended = self._attend(
-            lookup(self.q_proj(normed)),
+        text_max, text_sum, text_out, row_of_block = self._attend_text(
+            q_table, text_keys, text_values, pos_keys, pos_values, span_blocks, window_starts, window_lengths
+        )
+        rows = row_of_block[span_blocks]
+
+        def text_lookup(table: torch.Tensor) -> torch.Tensor:
+            # table: (blocks, 2, positions, ...) -> (n, 2, ...)
+            return torch.stack([table[rows, 0, rel_starts], table[rows, 1, rel_ends]], dim=1)
+
+        attended = self._merge_self(
+            lookup(q_table),
             lookup(self.k_proj(normed)),
             lookup(self.v_proj(normed)),
-            text_keys,
-            text_values,
-            pos_keys,
-            pos_values,
-            span_blocks,
-            window_starts,
-            window_lengths,
+            text_lookup(text_max),
+            text_lookup(text_sum),
+            text_lookup(text_out),
         )
-        hidden = queries_in + self.dropout(self.o_proj(attended))
+        hidden = lookup(marker_in) + self.dropout(self.o_proj(attended))
         hidden = hidden + self.dropout(self.mlp(self.norm_mlp(hidden)))
         return self.classifier(hidden.reshape(n, 2 * self.width))
 
-    def _attend(
+    def _attend_text(
         self,
-        q: torch.Tensor,
-        k_self: torch.Tensor,
-        v_self: torch.Tensor,
+        q_table: torch.Tensor,
         text_keys: torch.Tensor,
         text_values: torch.Tensor,
         pos_keys: torch.Tensor,
@@ -187,122 +192,109 @@ class SpanDecoder(nn.Module):
         span_blocks: torch.Tensor,
         window_starts: torch.Tensor,
         window_lengths: torch.Tensor,
-    ) -> torch.Tensor:
-        """Cross-attention of each span's pair over [own pair, text window]."""
-        n_blocks = window_starts.shape[0]
-        counts = torch.bincount(span_blocks, minlength=n_blocks)
-        # Blocks differ a lot in size (a 3-token sentence vs a 60-token one).
-        # Decode them in groups of similar size, largest first, so padding
-        # to a group's largest block wastes little compute.
-        cost = counts * window_lengths
-        order = torch.argsort(cost, descending=True, stable=True)
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(n_blocks, device=order.device)
-        span_order = torch.argsort(rank[span_blocks], stable=True)
-        q, k_self, v_self = q[span_order], k_self[span_order], v_self[span_order]
-        blocks_sorted = rank[span_blocks][span_order]
-        counts, window_starts, window_lengths = counts[order], window_starts[order], window_lengths[order]
-        offsets = torch.cumsum(counts, 0) - counts
-        outputs: List[torch.Tensor] = []
-        for first, last in _size_groups(counts.tolist(), window_lengths.tolist(), self.n_heads):
-            lo = int(offsets[first])
-            hi = int(offsets[last - 1] + counts[last - 1])
-            if hi == lo:
-                continue
-            outputs.append(
-                self._attend_group(
-                    q[lo:hi],
-                    k_self[lo:hi],
-                    v_self[lo:hi],
-                    text_keys,
-                    text_values,
-                    pos_keys,
-                    pos_values,
-                    blocks_sorted[lo:hi] - first,
-                    offsets[first:last] - lo,
-                    counts[first:last],
-                    window_starts[first:last],
-                    window_lengths[first:last],
-                )
-            )
-        attended = torch.cat(outputs, dim=0)
-        restored = torch.empty_like(attended)
-        restored[span_order] = attended
-        return restored
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Unnormalised attention of every (block, marker, position) query
+        over the block's text window.
 
-    def _attend_group(
-        self,
-        q: torch.Tensor,
-        k_self: torch.Tensor,
-        v_self: torch.Tensor,
-        text_keys: torch.Tensor,
-        text_values: torch.Tensor,
-        pos_keys: torch.Tensor,
-        pos_values: torch.Tensor,
-        span_blocks: torch.Tensor,
-        offsets: torch.Tensor,
-        counts: torch.Tensor,
-        window_starts: torch.Tensor,
-        window_lengths: torch.Tensor,
-    ) -> torch.Tensor:
-        n = q.shape[0]
-        n_blocks = window_starts.shape[0]
-        h, hw, d = self.n_heads, self.head_width, self.width
-        max_spans = int(counts.max())
-        max_keys = int(window_lengths.max())
-        device = q.device
-        # Pad spans into (blocks, max_spans) slots.
-        rank = torch.arange(n, device=device) - offsets[span_blocks]
-        slots = span_blocks * max_spans + rank
+        A query is a function of (marker, relative position) only, so all
+        spans of a block that start (end) at one position share their text
+        attention: it is computed once per position, as the max, the sum of
+        exponentials and the exp-weighted sum of values, which `_merge_self`
+        combines with each span's own pair (as flash attention merges key
+        blocks). That is about max_span_length times fewer query rows than
+        one per span marker.
 
-        def pad(x: torch.Tensor) -> torch.Tensor:
-            out = x.new_zeros((n_blocks * max_spans, 2, d))
-            out = out.index_copy(0, slots, x)
-            return out.view(n_blocks, max_spans, 2, h, hw)
-
-        q_pad, ks_pad, vs_pad = pad(q), pad(k_self), pad(v_self)
-        key_pos = torch.arange(max_keys, device=device)
-        key_valid = key_pos[None, :] < window_lengths[:, None]  # (B, K)
-        key_index = torch.where(
-            key_valid, window_starts[:, None] + key_pos[None, :], torch.zeros_like(key_valid, dtype=torch.long)
-        )
-        k_text = (text_keys[key_index] + pos_keys[:max_keys]).view(n_blocks, max_keys, h, hw)
-        v_text = (text_values[key_index] + pos_values[:max_keys]).view(n_blocks, max_keys, h, hw)
+        Returns max and sum (R, 2, K, h), out (R, 2, K, h, hw) for R blocks
+        with spans, and the row of each block (-1 where it has none).
+        """
+        h, hw = self.n_heads, self.head_width
+        device = q_table.device
+        used = torch.unique(span_blocks)
+        lengths = window_lengths[used]
+        order = torch.argsort(lengths, descending=True, stable=True)
+        used, lengths = used[order], lengths[order]
+        max_keys = int(lengths[0])
         scale = 1.0 / math.sqrt(hw)
-        q_heads = q_pad.view(n_blocks, max_spans * 2, h, hw).transpose(1, 2)  # (B,h,2S,hw)
-        text_scores = torch.matmul(q_heads, k_text.permute(0, 2, 3, 1)) * scale  # (B,h,2S,K)
-        mask_value = torch.finfo(text_scores.dtype).min
-        text_scores = text_scores.masked_fill(~key_valid[:, None, None, :], mask_value)
-        text_scores = text_scores.view(n_blocks, h, max_spans, 2, max_keys)
-        self_scores = torch.einsum("bsahd,bschd->bhsac", q_pad, ks_pad) * scale
-        weights = torch.softmax(torch.cat([self_scores, text_scores], dim=-1), dim=-1)
-        w_self = weights[..., :2]
-        w_text = weights[..., 2:].reshape(n_blocks, h, max_spans * 2, max_keys)
-        out_text = torch.matmul(w_text, v_text.transpose(1, 2))  # (B,h,2S,hw)
-        out_self = torch.einsum("bhsac,bschd->bhsad", w_self, vs_pad)
-        out = out_text.view(n_blocks, h, max_spans, 2, hw) + out_self
-        out = out.permute(0, 2, 3, 1, 4).reshape(n_blocks * max_spans, 2, d)
-        return out.index_select(0, slots)
+        maxes, sums, outs = [], [], []
+        for first, last in _size_groups(lengths.tolist(), h):
+            blocks = used[first:last]
+            n_blocks, n_keys = last - first, int(lengths[first])
+            key_pos = torch.arange(n_keys, device=device)
+            key_valid = key_pos[None, :] < window_lengths[blocks][:, None]  # (b, K)
+            key_index = torch.where(key_valid, window_starts[blocks][:, None] + key_pos[None, :], 0)
+            k_text = (text_keys[key_index] + pos_keys[:n_keys]).view(n_blocks, n_keys, h, hw)
+            v_text = (text_values[key_index] + pos_values[:n_keys]).view(n_blocks, n_keys, h, hw)
+            q = q_table[:, :n_keys].reshape(2 * n_keys, h, hw).transpose(0, 1)  # (h, 2K, hw)
+            scores = torch.matmul(q, k_text.permute(0, 2, 3, 1)) * scale  # (b, h, 2K, K)
+            scores = scores.masked_fill(~key_valid[:, None, None, :], torch.finfo(scores.dtype).min)
+            top = scores.amax(dim=-1)  # (b, h, 2K)
+            weights = torch.exp(scores - top.unsqueeze(-1))
+            out = torch.matmul(weights, v_text.transpose(1, 2))  # (b, h, 2K, hw)
+            pad = max_keys - n_keys
+            # (b, h, 2, K, ...) -> (b, 2, K, h, ...), positions padded to max_keys.
+            top = top.view(n_blocks, h, 2, n_keys).permute(0, 2, 3, 1)
+            total = weights.sum(dim=-1).view(n_blocks, h, 2, n_keys).permute(0, 2, 3, 1)
+            out = out.view(n_blocks, h, 2, n_keys, hw).permute(0, 2, 3, 1, 4)
+            if pad:
+                top = F.pad(top, (0, 0, 0, pad))
+                total = F.pad(total, (0, 0, 0, pad))
+                out = F.pad(out, (0, 0, 0, 0, 0, pad))
+            maxes.append(top)
+            sums.append(total)
+            outs.append(out)
+        row_of_block = torch.full((window_starts.shape[0],), -1, dtype=torch.long, device=device)
+        row_of_block[used] = torch.arange(used.shape[0], device=device)
+        return torch.cat(maxes), torch.cat(sums), torch.cat(outs), row_of_block
+
+    def _merge_self(
+        self,
+        q: torch.Tensor,
+        k_self: torch.Tensor,
+        v_self: torch.Tensor,
+        text_max: torch.Tensor,
+        text_sum: torch.Tensor,
+        text_out: torch.Tensor,
+    ) -> torch.Tensor:
+        """Softmax over [own pair, text window] from the text part's
+        (max, sum, weighted values) and the pair's two scores: (n, 2, d)."""
+        n = q.shape[0]
+        h, hw = self.n_heads, self.head_width
+        q = q.view(n, 2, h, hw)
+        k_self = k_self.view(n, 2, h, hw)
+        v_self = v_self.view(n, 2, h, hw)
+        # Two keys per query: elementwise products beat tiny batched matmuls.
+        scale = 1.0 / math.sqrt(hw)
+        score_start = (q * k_self[:, :1]).sum(dim=-1) * scale  # (n, 2, h)
+        score_end = (q * k_self[:, 1:]).sum(dim=-1) * scale
+        top = torch.maximum(text_max, torch.maximum(score_start, score_end))
+        text_scale = torch.exp(text_max - top)
+        w_start = torch.exp(score_start - top)
+        w_end = torch.exp(score_end - top)
+        total = text_scale * text_sum + w_start + w_end
+        out = (
+            text_scale.unsqueeze(-1) * text_out
+            + w_start.unsqueeze(-1) * v_self[:, :1]
+            + w_end.unsqueeze(-1) * v_self[:, 1:]
+        )
+        return (out / total.unsqueeze(-1)).reshape(n, 2, h * hw)
 
 
-def _size_groups(
-    counts: List[int], window_lengths: List[int], n_heads: int
-) -> List[Tuple[int, int]]:
-    """Split blocks (sorted by decreasing size) into [first, last) groups.
+def _size_groups(window_lengths: List[int], n_heads: int) -> List[Tuple[int, int]]:
+    """Split blocks (sorted by decreasing window) into [first, last) groups.
 
-    A group ends when the next block is less than half the size of the
-    group's largest one, or when the padded attention scores would exceed
-    the memory bound.
+    A group ends when the next window is less than half the group's largest
+    (padding would waste most of the compute), or when the padded scores,
+    (blocks, heads, 2 x K, K), would exceed the memory bound.
     """
     groups: List[Tuple[int, int]] = []
     first = 0
-    for i in range(1, len(counts) + 1):
-        if i == len(counts):
+    for i in range(1, len(window_lengths) + 1):
+        if i == len(window_lengths):
             groups.append((first, i))
             break
-        largest = counts[first] * window_lengths[first]
-        padded = (i + 1 - first) * n_heads * 2 * counts[first] * (window_lengths[first] + 2)
-        if counts[i] * window_lengths[i] * 2 < largest or padded > _MAX_SCORE_ELEMENTS:
+        largest = window_lengths[first]
+        padded = (i + 1 - first) * n_heads * 2 * largest * largest
+        if window_lengths[i] * 2 < largest or padded > _MAX_SCORE_ELEMENTS:
             groups.append((first, i))
             first = i
     return groups
