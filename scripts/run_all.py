@@ -117,7 +117,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     def run(key: str, step: str, variables: Dict[str, Any]) -> bool:
         record = run_step(step, variables, args.force, args.dry_run)
         record["budget"] = args.budget
-        if not args.dry_run:
+        previous = timings.get(key)
+        # A skipped rerun keeps the wall time of the run that did the work.
+        keep_previous = record.get("skipped") and previous and not previous.get("skipped")
+        if not args.dry_run and not keep_previous:
             timings[key] = record
             args.timings.parent.mkdir(parents=True, exist_ok=True)
             args.timings.write_text(json.dumps(timings, indent=1, sort_keys=True) + "\n")
