@@ -20,14 +20,10 @@ from typing import Dict, List, Optional
 
 import spacy
 import torch
-from spacy.tokens import DocBin
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
-MODELS = {
-    "token_cls": ("training/{ds}/token_cls/model-best", {}),
-    "spandec": ("training/{ds}/spandec/model-best", {"sf_threshold": 0.0}),
-    "sf_spandec": ("training/{ds}/sf_spandec/model-best", {}),
-}
+from benchmark import PROJECT_DIR, Runner, load_test  # scripts/ is on sys.path
+
+MODELS = ["token_cls", "spandec", "sf_spandec"]
 
 
 def make_docs(words: List[str], length: int, budget: int) -> List[str]:
@@ -47,13 +43,13 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--output", type=Path, default=PROJECT_DIR / "results" / "scaling")
     args = parser.parse_args(argv)
 
-    vocab = spacy.blank("en").vocab
-    docs = DocBin().from_disk(PROJECT_DIR / "corpus" / args.dataset / "test.spacy").get_docs(vocab)
+    docs = load_test(args.dataset, spacy.blank("en").vocab)
     words = [token.text for doc in docs for token in doc if not token.is_space]
     pipelines = {}
-    for name, (path, overrides) in MODELS.items():
-        config = {"components": {"spandec_ner": overrides}} if overrides else {}
-        pipelines[name] = spacy.load(PROJECT_DIR / path.format(ds=args.dataset), config=config)
+    for name in MODELS:
+        runner = Runner(name, args.dataset)
+        runner.load()
+        pipelines[name] = runner.nlp
     rows: Dict[str, Dict[str, Dict[str, float]]] = {name: {} for name in pipelines}
     for length in args.lengths:
         texts = make_docs(words, length, args.words)

@@ -14,7 +14,7 @@ from spacy.vocab import Vocab
 from spacy.util import SimpleFrozenList
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
-from .layers.spandec_model import SpanDecoderLoadError, SpanDecOutput, is_built
+from .layers.spandec_model import SpanDecoderLoadError, SpanDecOutput, decoder_net, is_built, using_net
 from .scoring import gold_spans
 from .serving import check_inference_dtype, invalidate, serving_view
 
@@ -227,20 +227,13 @@ class SpanDecNER(TrainablePipe):
                 "or load a trained pipeline with spacy.load()."
             )
         self.model.attrs["sf_threshold"] = self._sf_threshold
-        if self.inference_dtype == "float32":
+        with using_net(self.model, serving_view(decoder_net(self.model), self.inference_dtype)):
             return self.model.predict(docs)
-        shim = self.model.get_ref("decoder").shims[0]
-        net = shim._model
-        shim._model = serving_view(net, self.inference_dtype)
-        try:
-            return self.model.predict(docs)
-        finally:
-            shim._model = net
 
     def finish_update(self, sgd: Optimizer) -> None:
         """Apply the update, and drop the int8/bf16 views of the old weights."""
         super().finish_update(sgd)
-        invalidate(self.model.get_ref("decoder").shims[0]._model)
+        invalidate(decoder_net(self.model))
 
     def set_annotations(self, docs: Iterable[Doc], output: SpanDecOutput) -> None:
         docs = list(docs)
@@ -479,7 +472,7 @@ class SpanDecNER(TrainablePipe):
         a pair that does not match now, not with an IndexError at prediction."""
         if not is_built(self.model):
             return
-        net = self.model.get_ref("decoder").shims[0]._model
+        net = decoder_net(self.model)
         expected = len(self.labels) + 1
         if int(net.config["n_classes"]) != expected or self.model.get_dim("nO") != expected:
             raise SpanDecoderLoadError(

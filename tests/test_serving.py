@@ -5,28 +5,18 @@ import pytest
 import spacy
 import torch
 
+from spacy_spandec.layers.spandec_model import decoder_net
 from spacy_spandec.serving import INFERENCE_DTYPES, quantize_encoder, serving_view
 
-from conftest import TRAIN_DATA, make_bert_nlp, make_cnn_nlp, make_examples, train
+from conftest import TRAIN_DATA, char_spans, make_bert_nlp, make_cnn_nlp, make_examples, train
 
 
 def ents(nlp, texts):
     return [[(e.start_char, e.end_char, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
 
 
-def decoder_net(nlp):
-    return nlp.get_pipe("spandec_ner").model.get_ref("decoder").shims[0]._model
-
-
-def gold(texts_and_ents):
-    out = []
-    for text, spans in texts_and_ents:
-        found = []
-        for ent_text, label in spans:
-            start = text.index(ent_text)
-            found.append((start, start + len(ent_text), label))
-        out.append(sorted(found))
-    return out
+def net_of(nlp):
+    return decoder_net(nlp.get_pipe("spandec_ner").model)
 
 
 @pytest.mark.parametrize("dtype", ["int8", "bfloat16"])
@@ -36,12 +26,12 @@ def test_serving_dtype_keeps_overfitted_predictions(trained_dir, dtype):
     nlp = spacy.load(trained_dir, config={"components": {"spandec_ner": {"inference_dtype": dtype}}})
     assert nlp.get_pipe("spandec_ner").inference_dtype == dtype
     expected = ents(float_nlp, texts)
-    assert [sorted(e) for e in expected] == gold(TRAIN_DATA)
+    assert [sorted(e) for e in expected] == [sorted(char_spans(text, spans)) for text, spans in TRAIN_DATA]
     assert ents(nlp, texts) == expected
 
 
 def test_int8_view_quantizes_only_per_span_linears(trained_nlp):
-    net = decoder_net(trained_nlp)
+    net = net_of(trained_nlp)
     view = serving_view(net, "int8")
     assert view is not net
     assert serving_view(net, "int8") is view
@@ -87,11 +77,11 @@ def test_training_refreshes_the_int8_view():
     examples = make_examples(nlp)
     train(nlp, examples, n_updates=1)
     nlp("Ann Smith lives in Paris .")
-    net = decoder_net(nlp)
+    net = net_of(nlp)
     before = serving_view(net, "int8")
     train_more = nlp.resume_training()
     nlp.update(examples, sgd=train_more)
-    after = serving_view(decoder_net(nlp), "int8")
+    after = serving_view(net_of(nlp), "int8")
     assert after is not before
 
 

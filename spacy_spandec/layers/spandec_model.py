@@ -7,8 +7,9 @@ gradient accumulation, serialization and `--gpu-id` go through the normal
 Thinc machinery. Weights are stored as safetensors inside msgpack: loading a
 pipeline never unpickles anything.
 """
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import numpy
 import srsly
@@ -144,8 +145,25 @@ def net_config(model: Model) -> dict:
     }
 
 
+def decoder_net(model: Model) -> torch.nn.Module:
+    """The PyTorch net inside the model's Thinc wrapper."""
+    return model.get_ref("decoder").shims[0]._model
+
+
+@contextmanager
+def using_net(model: Model, net: torch.nn.Module) -> Iterator[None]:
+    """Predict with `net` (e.g. a quantized view) in place of the decoder net."""
+    shim = model.get_ref("decoder").shims[0]
+    original = shim._model
+    shim._model = net
+    try:
+        yield
+    finally:
+        shim._model = original
+
+
 def is_built(model: Model) -> bool:
-    return getattr(model.get_ref("decoder").shims[0]._model, "config", None) is not None
+    return getattr(decoder_net(model), "config", None) is not None
 
 
 def build_decoder(model: Model) -> None:
