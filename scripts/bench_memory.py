@@ -67,6 +67,15 @@ def current_rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
+    """Peak RSS of this process image. Linux: VmHWM, because ru_maxrss keeps
+    the parent's peak across fork + exec, so a child would report it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
 

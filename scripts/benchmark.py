@@ -26,7 +26,6 @@ one run. Writes <output>/benchmark.json, benchmark.md and benchmark.png.
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,8 @@ from spacy_spandec.candidates import count_candidates
 from spacy_spandec.encoders import offline_encoder
 from spacy_spandec.scoring import score_ents
 from spacy_spandec.serving import quantize_encoder
+
+from bench_memory import peak_rss_mb  # scripts/ is on sys.path
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 # name -> (kind, path template, component overrides, how to train it)
@@ -131,18 +132,19 @@ class Runner:
             n += 1
         return n
 
-    def predict_docs(self, gold: List[Doc]) -> List[Doc]:
-        """Predictions on the gold tokenization, for scoring."""
+    def score(self, gold: List[Doc]) -> Dict[str, Any]:
+        """Test scores. spaCy pipelines take the path `spacy evaluate` takes
+        (the pipeline tokenizes the raw text, the scorer aligns), so computed
+        rows compare with the metrics files; SpanMarker reads the gold words."""
         if self.kind == "spacy":
-            words = [Doc(self.nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]) for doc in gold]
-            return list(self.nlp.pipe(words, batch_size=64))
+            return self.nlp.evaluate([Example(self.nlp.make_doc(ref.text), ref) for ref in gold])
         outputs = self.model.predict([[t.text for t in doc] for doc in gold], batch_size=32)
-        docs = []
+        examples = []
         for doc, ents in zip(gold, outputs):
             pred = Doc(doc.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
             pred.ents = [Span(pred, e["word_start_index"], e["word_end_index"], label=e["label"]) for e in ents]
-            docs.append(pred)
-        return docs
+            examples.append(Example(pred, doc))
+        return score_ents(examples)
 
 
 def load_test(dataset: str, vocab: Any) -> List[Doc]:
@@ -156,8 +158,7 @@ def scores_of(runner: Runner, dataset: str, gold: List[Doc], limit: int) -> Dict
         data = json.loads(metrics.read_text())
         return {k: data.get(k) for k in ("seqeval_f", "seqeval_p", "seqeval_r", "ents_f")} | {"source": str(metrics.relative_to(PROJECT_DIR))}
     start = time.perf_counter()
-    examples = [Example(pred, ref) for pred, ref in zip(runner.predict_docs(gold), gold)]
-    data = score_ents(examples)
+    data = runner.score(gold)
     return {k: data.get(k) for k in ("seqeval_f", "seqeval_p", "seqeval_r", "ents_f")} | {
         "source": "computed by scripts/benchmark.py", "seconds": round(time.perf_counter() - start, 1)}
 
@@ -202,25 +203,14 @@ def peak_rss(name: str, dataset: str, n_docs: int, batch_size: int) -> Dict[str,
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _high_water_mb() -> float:
-    """VmHWM: peak RSS of this process image (ru_maxrss would include the
-    parent's, which survives fork + exec on Linux)."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def rss_child(name: str, dataset: str, n_docs: int, batch_size: int) -> None:
-    base_rss = _high_water_mb()
+    base_rss = peak_rss_mb()
     runner = Runner(name, dataset)
     runner.load()
-    loaded = _high_water_mb()
+    loaded = peak_rss_mb()
     texts = [doc.text for doc in load_test(dataset, spacy.blank("en").vocab)[:n_docs]]
     runner.run(texts, batch_size)
-    peak = _high_water_mb()
+    peak = peak_rss_mb()
     print(json.dumps({"imports_mb": round(base_rss, 1), "loaded_mb": round(loaded, 1), "peak_mb": round(peak, 1)}))
 
 
