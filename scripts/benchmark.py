@@ -73,6 +73,11 @@ LABELS = {
 }
 
 
+def base_of(name: str) -> str:
+    """The trained model a serving variant runs (the name itself otherwise)."""
+    return SERVING.get(name, {}).get("base", name)
+
+
 def label_of(name: str) -> str:
     if name in SERVING:
         spec = SERVING[name]
@@ -94,8 +99,8 @@ class Runner:
 
     def __init__(self, name: str, dataset: str) -> None:
         self.name = name
-        base = SERVING.get(name, {}).get("base", name)
-        spec = MODELS[base]
+        self.base = base_of(name)
+        spec = MODELS[self.base]
         self.kind = spec["kind"]
         self.path = PROJECT_DIR / spec["path"].format(ds=dataset)
         self.overrides = dict(spec.get("overrides", {}))
@@ -182,8 +187,7 @@ def sample_shape(texts: Sequence[str], docs: List[Doc]) -> Dict[str, float]:
     return {"S": statistics.mean(pieces), "M": 2 * statistics.mean(spans), "words": statistics.mean(len(d) for d in docs)}
 
 
-def gflops(name: str, shape: flops.EncoderShape, S: float, M: float, kept: Optional[float]) -> float:
-    base = SERVING.get(name, {}).get("base", name)
+def gflops(base: str, shape: flops.EncoderShape, S: float, M: float, kept: Optional[float]) -> float:
     if base == "token_cls":
         value = flops.token_classification(shape, S)
     elif base == "spacy_ner":
@@ -256,7 +260,7 @@ def benchmark_dataset(dataset: str, names: List[str], args: argparse.Namespace) 
             runner.load()
             runners.append(runner)
         else:
-            skipped[name] = f"not trained: {train_hint(SERVING.get(name, {}).get('base', name), dataset)}"
+            skipped[name] = f"not trained: {train_hint(runner.base, dataset)}"
             print(f"[{dataset}] skip {name}: {skipped[name]}", flush=True)
     print(f"[{dataset}] timing {[r.name for r in runners]} on {len(texts)} test texts", flush=True)
     timings = time_models(runners, texts, args.batch_sizes, args.repeats)
@@ -270,7 +274,7 @@ def benchmark_dataset(dataset: str, names: List[str], args: argparse.Namespace) 
         row = {"label": label_of(runner.name), "budget": training_budget(runner)}
         row.update(scores_of(runner, dataset, scored, args.test_limit))
         row.update(timings[runner.name])
-        row["gflops"] = round(gflops(runner.name, shape, shape_stats["S"], shape_stats["M"], row.get("kept_fraction")), 3)
+        row["gflops"] = round(gflops(runner.base, shape, shape_stats["S"], shape_stats["M"], row.get("kept_fraction")), 3)
         rows[runner.name] = row
     for runner in runners:  # free memory before the RSS children
         runner.model = runner.nlp = None
