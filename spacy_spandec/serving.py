@@ -24,7 +24,7 @@ INFERENCE_DTYPES = ("float32", "bfloat16", "int8")
 # Linear layers of SpanDecoder that run once per decoded span.
 PER_SPAN_LINEARS = ("o_proj", "mlp.0", "mlp.3", "classifier")
 
-_VIEWS: "weakref.WeakKeyDictionary[nn.Module, Dict[str, nn.Module]]" = weakref.WeakKeyDictionary()
+_VIEWS: "weakref.WeakKeyDictionary[nn.Module, Dict[str, Any]]" = weakref.WeakKeyDictionary()
 
 
 def check_inference_dtype(value: Any) -> str:
@@ -79,16 +79,53 @@ def quantize_decoder(net: nn.Module) -> nn.Module:
     return quantized
 
 
+class _FrozenTables(nn.Module):
+    """Predict with the decoder's weight-only tables (`SpanDecoder.query_tables`)
+    computed once for this view, not once per batch: at small batch sizes
+    they are a large share of an SF-pruned decoder's work."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.config = getattr(net, "config", None)
+        self._tables: Dict[Tuple[bool, torch.dtype], Dict[str, torch.Tensor]] = {}
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        decoder = self.net.spandec["decoder"]
+        device_type = next(self.net.parameters()).device.type
+        # Tables made under bf16 autocast are bf16: one set per autocast state.
+        key = (torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type))
+        if key not in self._tables:
+            with torch.no_grad():
+                self._tables[key] = decoder.query_tables()
+        with decoder.frozen_tables(self._tables[key]):
+            return self.net(*args, **kwargs)
+
+
+def _fingerprint(net: nn.Module) -> Tuple[Tuple[int, int], ...]:
+    """Changes when a parameter is replaced or modified in place by torch."""
+    return tuple((p.data_ptr(), p._version) for p in net.parameters())
+
+
 def serving_view(net: nn.Module, dtype: str) -> nn.Module:
-    """The net to predict with in `dtype`; cached until `invalidate(net)`."""
-    if check_inference_dtype(dtype) == "float32":
+    """The net to predict with in `dtype`, with its weight-only tables computed
+    once; cached until `invalidate(net)` (which the component's
+    `finish_update` calls) or until torch changes a parameter."""
+    check_inference_dtype(dtype)
+    if not hasattr(net, "spandec"):
         return net
     views = _VIEWS.setdefault(net, {})
+    fingerprint = _fingerprint(net)
+    if views.get("fingerprint") != fingerprint:
+        views.clear()
+        views["fingerprint"] = fingerprint
     if dtype not in views:
         if dtype == "int8":
-            views[dtype] = quantize_decoder(net)
+            views[dtype] = _FrozenTables(quantize_decoder(net))
+        elif dtype == "bfloat16":
+            views[dtype] = _Autocast(_FrozenTables(net), torch.bfloat16)
         else:
-            views[dtype] = _Autocast(net, torch.bfloat16)
+            views[dtype] = _FrozenTables(net)
     return views[dtype]
 
 

@@ -113,6 +113,34 @@ def test_decoder_matches_reference_when_blocks_are_split_by_memory_bound(monkeyp
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("keep_every", [3, 17, 101])
+def test_decoder_on_a_sparse_subset_of_spans_matches_reference(keep_every):
+    """After span filtering only a few (block, marker, position) queries are
+    left, unevenly spread over blocks: each must still get its own attention."""
+    dec = make_decoder(seed=2)
+    inputs = make_inputs(LENGTHS, seed=2)
+    subset = torch.arange(0, inputs["starts"].shape[0], keep_every)
+    for key in ("starts", "ends", "span_blocks"):
+        inputs[key] = inputs[key][subset]
+    with torch.no_grad():
+        got = dec(**inputs)
+        expected = reference_logits(dec, inputs)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_frozen_tables_give_the_same_logits_and_are_released():
+    dec = make_decoder(seed=3)
+    inputs = make_inputs(LENGTHS, seed=3)
+    with torch.no_grad():
+        expected = dec(**inputs)
+        with dec.frozen_tables():
+            frozen = dec.query_tables()
+            assert dec.query_tables() is frozen  # computed once, reused
+            got = dec(**inputs)
+    assert dec.query_tables() is not frozen
+    torch.testing.assert_close(got, expected, atol=0, rtol=0)
+
+
 def test_decoder_spans_do_not_attend_to_each_other():
     """Decoding a subset of spans gives the same logits for those spans."""
     dec = make_decoder()

@@ -35,9 +35,10 @@ def test_int8_view_quantizes_only_per_span_linears(trained_nlp):
     view = serving_view(net, "int8")
     assert view is not net
     assert serving_view(net, "int8") is view
-    kinds = {name.rsplit("spandec.decoder.", 1)[-1]: type(m).__name__ for name, m in view.named_modules()}
+    modules = dict(view.named_modules())
+    kinds = {name.rsplit("spandec.decoder.", 1)[-1]: type(m).__name__ for name, m in modules.items()}
     for name in ("o_proj", "mlp.0", "mlp.3", "classifier"):
-        assert "quantized" in type(dict(view.named_modules())[f"spandec.decoder.{name}"]).__module__
+        assert "quantized" in type(modules[f"net.spandec.decoder.{name}"]).__module__
     for name in ("q_proj", "k_proj", "v_proj", "pos_key_proj"):
         assert kinds[name] == "Linear"
     # The float net itself is untouched.
@@ -83,6 +84,35 @@ def test_training_refreshes_the_int8_view():
     nlp.update(examples, sgd=train_more)
     after = serving_view(net_of(nlp), "int8")
     assert after is not before
+
+
+def test_float_view_is_cached_and_follows_weight_changes(trained_nlp):
+    """The float32 view computes the decoder's weight-only tables once; a
+    weight changed in place by torch must not leave stale predictions."""
+    ner = trained_nlp.get_pipe("spandec_ner")
+    net = net_of(trained_nlp)
+    view = serving_view(net, "float32")
+    assert view is not net and serving_view(net, "float32") is view
+    docs = [trained_nlp.make_doc(text) for text, _ in TRAIN_DATA[:4]]
+    for name, proc in trained_nlp.pipeline[:-1]:
+        docs = list(proc.pipe(docs))
+    before = ner.model.ops.to_numpy(ner.predict(docs).logits)
+    decoder = net.spandec["decoder"]
+    original = decoder.m_start.detach().clone()
+    try:
+        with torch.no_grad():
+            decoder.m_start.add_(1.0)
+        assert serving_view(net, "float32") is not view
+        changed = ner.model.ops.to_numpy(ner.predict(docs).logits)
+        with torch.no_grad():
+            expected = decoder.query_tables()["queries"]
+        assert torch.equal(serving_view(net, "float32")._tables[(False, torch.get_autocast_dtype("cpu"))]["queries"], expected)
+    finally:
+        with torch.no_grad():
+            decoder.m_start.copy_(original)
+    assert abs(changed - before).max() > 1e-4
+    restored = ner.model.ops.to_numpy(ner.predict(docs).logits)
+    assert abs(restored - before).max() < 1e-5
 
 
 def test_bad_inference_dtype():

@@ -14,7 +14,8 @@ instead of once per span; the MLP and classifier run only on the spans that
 survive the span filter.
 """
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -84,6 +85,46 @@ class SpanDecoder(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(2 * width, n_classes)
+        self._frozen: Optional[Dict[str, torch.Tensor]] = None
+
+    def query_tables(self) -> Dict[str, torch.Tensor]:
+        """Everything that depends on the weights alone, not on the text.
+
+        A query is a function of (marker, relative position), so its input,
+        its normed Q/K/V projections (for the span's own pair) and the
+        positions' key/value contributions are tables over positions. At
+        inference the serving view computes them once per weight update
+        (`frozen_tables`); training recomputes them, as autograd needs.
+        """
+        if self._frozen is not None:
+            return self._frozen
+        marker_in = torch.stack(
+            [self.m_start + self.positions.weight, self.m_end + self.positions.weight]
+        )  # (2, P, d)
+        normed = self.norm_query(marker_in)
+        return {
+            # Positions enter the text keys through their own projection, the
+            # values through v_proj (no bias: the text token carries it).
+            "pos_keys": self.pos_key_proj(self.positions.weight),
+            "pos_values": F.linear(self.positions.weight, self.v_proj.weight),
+            # (2, P, 4d): [input, q, k, v] of each (marker, position) query,
+            # so a span's two queries are two row lookups.
+            "queries": torch.cat(
+                [marker_in, self.q_proj(normed), self.k_proj(normed), self.v_proj(normed)], dim=-1
+            ),
+        }
+
+    @contextmanager
+    def frozen_tables(self, tables: Optional[Dict[str, torch.Tensor]] = None) -> Iterator[None]:
+        """Use `tables` (default: computed now) as `query_tables` until the
+        block ends. The weights must not change meanwhile: inference only."""
+        if tables is None:
+            tables = self.query_tables()
+        self._frozen = tables
+        try:
+            yield
+        finally:
+            self._frozen = None
 
     def forward(
         self,
@@ -107,10 +148,7 @@ class SpanDecoder(nn.Module):
         text = self.norm_text(tokens)
         text_keys = self.k_proj(text)
         text_values = self.v_proj(text)
-        # Positions are relative to the block window; their key/value
-        # contributions are projected once (no bias: the text carries it).
-        pos_keys = self.pos_key_proj(self.positions.weight)
-        pos_values = F.linear(self.positions.weight, self.v_proj.weight)
+        tables = self.query_tables()
 
         # At inference, spans are decoded in chunks so peak memory does not
         # grow with the number of spans of a long doc (training batches are
@@ -126,8 +164,7 @@ class SpanDecoder(nn.Module):
                     span_blocks[lo:hi],
                     text_keys,
                     text_values,
-                    pos_keys,
-                    pos_values,
+                    tables,
                     window_starts,
                     window_lengths,
                 )
@@ -141,46 +178,33 @@ class SpanDecoder(nn.Module):
         span_blocks: torch.Tensor,
         text_keys: torch.Tensor,
         text_values: torch.Tensor,
-        pos_keys: torch.Tensor,
-        pos_values: torch.Tensor,
+        tables: Dict[str, torch.Tensor],
         window_starts: torch.Tensor,
         window_lengths: torch.Tensor,
     ) -> torch.Tensor:
         n = starts.shape[0]
+        d = self.width
         rel_starts = starts - window_starts[span_blocks]
         rel_ends = ends - window_starts[span_blocks]
-        # A query depends only on its marker and position, so its normed
-        # projections are computed once per table row (2 x n_positions), and
-        # each span looks them up: no per-span Q/K/V matmuls.
-        marker_in = torch.stack(
-            [self.m_start + self.positions.weight, self.m_end + self.positions.weight]
-        )  # (2, P, d)
-        normed = self.norm_query(marker_in)
-        q_table = self.q_proj(normed)
-
-        def lookup(table: torch.Tensor) -> torch.Tensor:
-            return torch.stack([table[0][rel_starts], table[1][rel_ends]], dim=1)  # (n, 2, ...)
-
-        text_max, text_sum, text_out, row_of_block = self._attend_text(
-            q_table, text_keys, text_values, pos_keys, pos_values, span_blocks, window_starts, window_lengths
+        queries = tables["queries"]
+        own = torch.stack([queries[0][rel_starts], queries[1][rel_ends]], dim=1)  # (n, 2, 4d)
+        marker_in, q, k_self, v_self = own.split(d, dim=-1)
+        text_max, text_sum, text_out = self._attend_text(
+            queries[..., d : 2 * d],
+            text_keys,
+            text_values,
+            tables["pos_keys"],
+            tables["pos_values"],
+            span_blocks,
+            rel_starts,
+            rel_ends,
+            window_starts,
+            window_lengths,
         )
-        rows = row_of_block[span_blocks]
-
-        def text_lookup(table: torch.Tensor) -> torch.Tensor:
-            # table: (blocks, 2, positions, ...) -> (n, 2, ...)
-            return torch.stack([table[rows, 0, rel_starts], table[rows, 1, rel_ends]], dim=1)
-
-        attended = self._merge_self(
-            lookup(q_table),
-            lookup(self.k_proj(normed)),
-            lookup(self.v_proj(normed)),
-            text_lookup(text_max),
-            text_lookup(text_sum),
-            text_lookup(text_out),
-        )
-        hidden = lookup(marker_in) + self.dropout(self.o_proj(attended))
+        attended = self._merge_self(q, k_self, v_self, text_max, text_sum, text_out)
+        hidden = marker_in + self.dropout(self.o_proj(attended))
         hidden = hidden + self.dropout(self.mlp(self.norm_mlp(hidden)))
-        return self.classifier(hidden.reshape(n, 2 * self.width))
+        return self.classifier(hidden.reshape(n, 2 * d))
 
     def _attend_text(
         self,
@@ -190,61 +214,74 @@ class SpanDecoder(nn.Module):
         pos_keys: torch.Tensor,
         pos_values: torch.Tensor,
         span_blocks: torch.Tensor,
+        rel_starts: torch.Tensor,
+        rel_ends: torch.Tensor,
         window_starts: torch.Tensor,
         window_lengths: torch.Tensor,
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Unnormalised attention of every (block, marker, position) query
-        over the block's text window.
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Unnormalised attention of each span's two queries over its block's
+        text window: max and sum of exponentials (n, 2, h), exp-weighted sum of
+        values (n, 2, h, hw), which `_merge_self` combines with the span's own
+        pair (as flash attention merges key blocks).
 
         A query is a function of (marker, relative position) only, so all
         spans of a block that start (end) at one position share their text
-        attention: it is computed once per position, as the max, the sum of
-        exponentials and the exp-weighted sum of values, which `_merge_self`
-        combines with each span's own pair (as flash attention merges key
-        blocks). That is about max_span_length times fewer query rows than
-        one per span marker.
-
-        Returns max and sum (R, 2, K, h), out (R, 2, K, h, hw) for R blocks
-        with spans, and the row of each block (-1 where it has none).
+        attention: it is computed once per distinct (block, marker, position)
+        query, which is about max_span_length times fewer rows than one per
+        span marker, and far fewer again when the span filter has pruned most
+        spans. Blocks are batched in groups (`_size_groups`), each block's
+        queries padded to the group's largest count.
         """
         h, hw = self.n_heads, self.head_width
         device = q_table.device
-        used = torch.unique(span_blocks)
+        n_pos = q_table.shape[1]
+        # Distinct queries, sorted by block: id = block * 2P + marker * P + position.
+        ids = torch.stack(
+            [span_blocks * (2 * n_pos) + rel_starts, span_blocks * (2 * n_pos) + n_pos + rel_ends], dim=1
+        )
+        uniq, inverse = torch.unique(ids, return_inverse=True)
+        m = uniq.shape[0]
+        query_rows = q_table.reshape(2 * n_pos, h, hw)[uniq % (2 * n_pos)]  # (m, h, hw)
+        used, n_queries = torch.unique_consecutive(uniq // (2 * n_pos), return_counts=True)
+        first_query = torch.cumsum(n_queries, 0) - n_queries
         lengths = window_lengths[used]
         order = torch.argsort(lengths, descending=True, stable=True)
-        used, lengths = used[order], lengths[order]
-        max_keys = int(lengths[0])
         scale = 1.0 / math.sqrt(hw)
-        maxes, sums, outs = [], [], []
-        for first, last in _size_groups(lengths.tolist(), h):
-            blocks = used[first:last]
-            n_blocks, n_keys = last - first, int(lengths[first])
+        parts: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        lengths_list, counts_list = lengths[order].tolist(), n_queries[order].tolist()
+        for first, last in _size_groups(lengths_list, counts_list, h):
+            group = order[first:last]
+            blocks = used[group]
+            n_blocks, n_keys = last - first, int(lengths_list[first])
+            n_rows = max(counts_list[first:last])
             key_pos = torch.arange(n_keys, device=device)
             key_valid = key_pos[None, :] < window_lengths[blocks][:, None]  # (b, K)
             key_index = torch.where(key_valid, window_starts[blocks][:, None] + key_pos[None, :], 0)
             k_text = (text_keys[key_index] + pos_keys[:n_keys]).view(n_blocks, n_keys, h, hw)
             v_text = (text_values[key_index] + pos_values[:n_keys]).view(n_blocks, n_keys, h, hw)
-            q = q_table[:, :n_keys].reshape(2 * n_keys, h, hw).transpose(0, 1)  # (h, 2K, hw)
-            scores = torch.matmul(q, k_text.permute(0, 2, 3, 1)) * scale  # (b, h, 2K, K)
+            row_pos = torch.arange(n_rows, device=device)
+            row_valid = row_pos[None, :] < n_queries[group][:, None]  # (b, Q)
+            row_index = torch.where(row_valid, first_query[group][:, None] + row_pos[None, :], 0)
+            q = query_rows[row_index].permute(0, 2, 1, 3)  # (b, h, Q, hw)
+            scores = torch.matmul(q, k_text.permute(0, 2, 3, 1)) * scale  # (b, h, Q, K)
             scores = scores.masked_fill(~key_valid[:, None, None, :], torch.finfo(scores.dtype).min)
-            top = scores.amax(dim=-1)  # (b, h, 2K)
+            top = scores.amax(dim=-1)  # (b, h, Q)
             weights = torch.exp(scores - top.unsqueeze(-1))
-            out = torch.matmul(weights, v_text.transpose(1, 2))  # (b, h, 2K, hw)
-            pad = max_keys - n_keys
-            # (b, h, 2, K, ...) -> (b, 2, K, h, ...), positions padded to max_keys.
-            top = top.view(n_blocks, h, 2, n_keys).permute(0, 2, 3, 1)
-            total = weights.sum(dim=-1).view(n_blocks, h, 2, n_keys).permute(0, 2, 3, 1)
-            out = out.view(n_blocks, h, 2, n_keys, hw).permute(0, 2, 3, 1, 4)
-            if pad:
-                top = F.pad(top, (0, 0, 0, pad))
-                total = F.pad(total, (0, 0, 0, pad))
-                out = F.pad(out, (0, 0, 0, 0, 0, pad))
-            maxes.append(top)
-            sums.append(total)
-            outs.append(out)
-        row_of_block = torch.full((window_starts.shape[0],), -1, dtype=torch.long, device=device)
-        row_of_block[used] = torch.arange(used.shape[0], device=device)
-        return torch.cat(maxes), torch.cat(sums), torch.cat(outs), row_of_block
+            out = torch.matmul(weights, v_text.transpose(1, 2))  # (b, h, Q, hw)
+            parts.append(
+                (
+                    row_index[row_valid],
+                    top.transpose(1, 2)[row_valid],
+                    weights.sum(dim=-1).transpose(1, 2)[row_valid],
+                    out.transpose(1, 2)[row_valid],
+                )
+            )
+        targets, text_max, text_sum, text_out = (torch.cat(columns) for columns in zip(*parts))
+        # Rows are in group order; put them in query order, then per span.
+        where = torch.empty_like(targets)
+        where[targets] = torch.arange(m, device=device)
+        rows = where[inverse]
+        return text_max[rows], text_sum[rows], text_out[rows]
 
     def _merge_self(
         self,
@@ -259,9 +296,9 @@ class SpanDecoder(nn.Module):
         (max, sum, weighted values) and the pair's two scores: (n, 2, d)."""
         n = q.shape[0]
         h, hw = self.n_heads, self.head_width
-        q = q.view(n, 2, h, hw)
-        k_self = k_self.view(n, 2, h, hw)
-        v_self = v_self.view(n, 2, h, hw)
+        q = q.reshape(n, 2, h, hw)
+        k_self = k_self.reshape(n, 2, h, hw)
+        v_self = v_self.reshape(n, 2, h, hw)
         # Two keys per query: elementwise products beat tiny batched matmuls.
         scale = 1.0 / math.sqrt(hw)
         score_start = (q * k_self[:, :1]).sum(dim=-1) * scale  # (n, 2, h)
@@ -279,24 +316,29 @@ class SpanDecoder(nn.Module):
         return (out / total.unsqueeze(-1)).reshape(n, 2, h * hw)
 
 
-def _size_groups(window_lengths: List[int], n_heads: int) -> List[Tuple[int, int]]:
+def _size_groups(window_lengths: List[int], n_queries: List[int], n_heads: int) -> List[Tuple[int, int]]:
     """Split blocks (sorted by decreasing window) into [first, last) groups.
 
     A group ends when the next window is less than half the group's largest
     (padding would waste most of the compute), or when the padded scores,
-    (blocks, heads, 2 x K, K), would exceed the memory bound.
+    (blocks, heads, queries, K), would exceed the memory bound.
     """
     groups: List[Tuple[int, int]] = []
     first = 0
+    most_queries = n_queries[0] if n_queries else 0
     for i in range(1, len(window_lengths) + 1):
         if i == len(window_lengths):
             groups.append((first, i))
             break
         largest = window_lengths[first]
-        padded = (i + 1 - first) * n_heads * 2 * largest * largest
+        rows = max(most_queries, n_queries[i])
+        padded = (i + 1 - first) * n_heads * rows * largest
         if window_lengths[i] * 2 < largest or padded > _MAX_SCORE_ELEMENTS:
             groups.append((first, i))
             first = i
+            most_queries = n_queries[i]
+        else:
+            most_queries = rows
     return groups
 
 
