@@ -102,13 +102,15 @@ def test_decoder_matches_naive_reference():
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_decoder_matches_reference_when_blocks_are_split_by_memory_bound(monkeypatch):
+@pytest.mark.parametrize("bound", ["_MAX_SCORE_ELEMENTS", "_MIN_SPLIT_ELEMENTS"])
+def test_decoder_matches_reference_however_blocks_are_grouped(monkeypatch, bound):
     dec = make_decoder(seed=1)
     inputs = make_inputs(LENGTHS, seed=1)
     with torch.no_grad():
         expected = reference_logits(dec, inputs)
-        # Force one group per block: grouping must not change any result.
-        monkeypatch.setattr(decoder_module, "_MAX_SCORE_ELEMENTS", 1)
+        # One group per block (memory bound), or a split wherever windows
+        # differ by 2x: grouping must not change any result.
+        monkeypatch.setattr(decoder_module, bound, 1 if bound == "_MAX_SCORE_ELEMENTS" else 0)
         got = dec(**inputs)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 

@@ -26,6 +26,9 @@ from .span_filter import SpanFilter, spans_to_keep
 # Bound on attention-score elements materialised at once; blocks are decoded
 # in groups under it, so memory stays flat for 50,000-token docs.
 _MAX_SCORE_ELEMENTS = 1 << 25
+# Below this many padded score elements a group is too small for padding
+# waste to matter: the per-group op overhead dominates (SF-pruned batches).
+_MIN_SPLIT_ELEMENTS = 1 << 16
 # Spans decoded at once at inference (bounds the query/MLP activations).
 _INFERENCE_CHUNK = 1 << 15
 
@@ -320,8 +323,9 @@ def _size_groups(window_lengths: List[int], n_queries: List[int], n_heads: int) 
     """Split blocks (sorted by decreasing window) into [first, last) groups.
 
     A group ends when the next window is less than half the group's largest
-    (padding would waste most of the compute), or when the padded scores,
-    (blocks, heads, queries, K), would exceed the memory bound.
+    and the group is big enough for padding to waste real compute, or when
+    the padded scores, (blocks, heads, queries, K), would exceed the memory
+    bound.
     """
     groups: List[Tuple[int, int]] = []
     first = 0
@@ -333,7 +337,8 @@ def _size_groups(window_lengths: List[int], n_queries: List[int], n_heads: int) 
         largest = window_lengths[first]
         rows = max(most_queries, n_queries[i])
         padded = (i + 1 - first) * n_heads * rows * largest
-        if window_lengths[i] * 2 < largest or padded > _MAX_SCORE_ELEMENTS:
+        too_different = window_lengths[i] * 2 < largest and padded > _MIN_SPLIT_ELEMENTS
+        if too_different or padded > _MAX_SCORE_ELEMENTS:
             groups.append((first, i))
             first = i
             most_queries = n_queries[i]
