@@ -1,7 +1,8 @@
 """Collect the project's metrics into results/results.{md,json}.
 
-Reads metrics/<dataset>/<config>.json (written by `spacy evaluate`),
-results/<dataset>/calibration.json (SF threshold sweep) and
+Reads metrics/<run>/<config>.json (written by `spacy evaluate`; a run is a
+dataset, or a dataset with a suffix such as conllpp_chunk74 for chunked samples),
+results/<run>/calibration.json (SF threshold sweep) and
 results/timings.json (wall time of every step, from scripts/run_all.py).
 Only measured numbers are written; a missing run is left out, never filled.
 The paper's MiniLM-L12 F1 (Table 7) is printed beside ours for reference.
@@ -13,7 +14,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 DATASETS = ["conllpp", "crossner", "ontonotes5", "bc5cdr"]
 CONFIGS = {"token_cls": "Token classification", "spandec": "SpanDec", "sf_spandec": "SF-SpanDec"}
@@ -34,12 +35,23 @@ def pct(value: Optional[float]) -> str:
     return "" if value is None else f"{100 * value:.1f}"
 
 
+def runs_of(metrics_dir: Path) -> List[Tuple[str, str]]:
+    """(run, dataset) for every metrics/<run> folder, in DATASETS order,
+    sentence runs before their suffixed variants."""
+    found = []
+    names = sorted(p.name for p in metrics_dir.iterdir() if p.is_dir()) if metrics_dir.exists() else []
+    for dataset in DATASETS:
+        found += [(name, dataset) for name in names if name == dataset]
+        found += [(name, dataset) for name in names if name.startswith(dataset + "_")]
+    return found
+
+
 def collect(metrics_dir: Path, timings_path: Path) -> Dict[str, Any]:
     timings = load(timings_path) or {}
     rows: Dict[str, Any] = {}
-    for dataset in DATASETS:
+    for run, dataset in runs_of(metrics_dir):
         for config in CONFIGS:
-            metrics = load(metrics_dir / dataset / f"{config}.json")
+            metrics = load(metrics_dir / run / f"{config}.json")
             if metrics is None:
                 continue
             row: Dict[str, Any] = {
@@ -52,21 +64,21 @@ def collect(metrics_dir: Path, timings_path: Path) -> Dict[str, Any]:
                 "paper_minilm_f1": PAPER_MINILM[config][dataset],
             }
             trained = "spandec" if config == "sf_spandec" else config
-            train = timings.get(f"{dataset}/{trained}/train", {})
+            train = timings.get(f"{run}/{trained}/train", {})
             row["train_seconds"] = train.get("seconds")
             row["max_steps"] = train.get("vars", {}).get("max_steps")
-            row["evaluate_seconds"] = timings.get(f"{dataset}/{config}/evaluate", {}).get("seconds")
+            row["evaluate_seconds"] = timings.get(f"{run}/{config}/evaluate", {}).get("seconds")
             if config == "sf_spandec":
-                calibration = load(metrics_dir.parent / "results" / dataset / "calibration.json")
+                calibration = load(metrics_dir.parent / "results" / run / "calibration.json")
                 if calibration:
                     row["sf_threshold"] = calibration["chosen"]["threshold"]
             if dataset == "crossner":
                 row["domains"] = {}
                 for domain in DOMAINS:
-                    m = load(metrics_dir / dataset / f"{config}_{domain}.json")
+                    m = load(metrics_dir / run / f"{config}_{domain}.json")
                     if m:
                         row["domains"][domain] = m.get("seqeval_f")
-            rows[f"{dataset}/{config}"] = row
+            rows[f"{run}/{config}"] = row
     return rows
 
 

@@ -11,14 +11,18 @@ Per dataset: assets, convert; then per variant: train, evaluate,
 evaluate-domains (CrossNER only), package. A failed assets/convert/train step skips
 the steps that need it; the others go on, and the exit status is 1 if anything failed.
 
-Sample granularity per dataset: with the paper budget, CoNLL++ and OntoNotes 5
-are packed into chunks of <= 74 tokens (the paper's ~57-60 words per sample
-for them; 819 CoNLL++ test chunks vs. its 817), CrossNER and BC5CDR are plain
-sentences (MANIFEST.md). The cpu budget uses sentences everywhere: a step over
-32 chunks costs about four times a step over 32 sentences on CPU.
+Sample granularity per dataset (`--granularity auto`): with the paper budget,
+CoNLL++ and OntoNotes 5 are packed into chunks of <= 74 tokens (the paper's
+~57-60 words per sample for them; 819 CoNLL++ test chunks vs. its 817),
+CrossNER and BC5CDR are plain sentences (MANIFEST.md). The cpu budget uses
+sentences everywhere unless `--granularity chunk` is given. Chunked runs live
+in their own folders, `<dataset>_chunk<N>` (the project's `suffix` var), beside
+the sentence runs.
 
 Budgets (`training.max_steps`):
-  cpu   = CPU_STEPS steps per run, to show the whole pipeline works on 2 cores;
+  cpu   = CPU_STEPS steps of sentences per run, to show the whole pipeline works
+          on 2 cores; chunked runs get the same number of epochs, so the same
+          sentences: ceil(CPU_STEPS * train samples / train sentences);
   paper = the paper's MiniLM schedule, 100 epochs: ceil(100 * train samples /
           samples per step), with the train samples from
           corpus/<dataset>/stats.json and the samples per step from
@@ -61,16 +65,18 @@ def samples_per_step(config: str) -> int:
     return PAPER_BATCH_SAMPLES
 
 
-def max_steps(budget: str, dataset: str, config: str) -> Optional[int]:
-    """Training steps for a budget; None if the paper budget's corpus
-    statistics do not exist yet (dry runs before `convert`)."""
-    if budget == "cpu":
+def max_steps(budget: str, run: str, granularity: str, config: str) -> Optional[int]:
+    """Training steps for a budget; None if the corpus statistics it needs do
+    not exist yet (dry runs before `convert`)."""
+    if budget == "cpu" and granularity == "sentence":
         return CPU_STEPS
-    stats_path = PROJECT_DIR / "corpus" / dataset / "stats.json"
+    stats_path = PROJECT_DIR / "corpus" / run / "stats.json"
     if not stats_path.exists():
         return None
-    samples = json.loads(stats_path.read_text())["splits"]["train"]["samples"]
-    return math.ceil(PAPER_EPOCHS * samples / samples_per_step(config))
+    train = json.loads(stats_path.read_text())["splits"]["train"]
+    if budget == "cpu":
+        return math.ceil(CPU_STEPS * train["samples"] / train["sentences"])
+    return math.ceil(PAPER_EPOCHS * train["samples"] / samples_per_step(config))
 
 
 def run_step(step: str, variables: Dict[str, Any], force: bool, dry_run: bool) -> Dict[str, Any]:
@@ -102,6 +108,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=CONFIGS)
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--limit", type=int, default=0, help="first K samples per split (smoke runs)")
+    parser.add_argument("--granularity", choices=["auto", "sentence", "chunk"], default="auto",
+                        help="auto: chunks for CoNLL++/OntoNotes with the paper budget, else sentences")
+    parser.add_argument("--max-tokens", type=int, default=74, help="chunk size in tokens")
     parser.add_argument("--steps", nargs="+", choices=DATASET_STEPS + MODEL_STEPS,
                         default=DATASET_STEPS + MODEL_STEPS, help="run only these steps")
     parser.add_argument("--force", action="store_true", help="rerun steps weasel would skip")
@@ -130,12 +139,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         return record["returncode"] == 0
 
     for dataset in args.datasets:
-        granularity = GRANULARITY[dataset] if args.budget == "paper" else "sentence"
+        granularity = args.granularity
+        if granularity == "auto":
+            granularity = GRANULARITY[dataset] if args.budget == "paper" else "sentence"
+        suffix = f"_chunk{args.max_tokens}" if granularity == "chunk" else ""
+        name = dataset + suffix  # the project's ${vars.run}: folder of this run's files
         base = {"dataset": dataset, "granularity": granularity, "limit": args.limit, "gpu_id": args.gpu_id}
-        if not all(run(f"{dataset}/-/{step}", step, base) for step in DATASET_STEPS if step in args.steps):
+        if granularity == "chunk":
+            base.update({"max_tokens": args.max_tokens, "suffix": suffix})
+        if not all(run(f"{name}/-/{step}", step, base) for step in DATASET_STEPS if step in args.steps):
             continue
         for config in args.configs:
-            steps = max_steps(args.budget, dataset, config)
+            steps = max_steps(args.budget, name, granularity, config)
             variables = {**base, "config": config, "max_steps": steps if steps is not None else "AFTER_CONVERT"}
             if steps is not None:
                 variables["eval_frequency"] = max(1, steps // (2 if args.budget == "cpu" else 10))
@@ -144,7 +159,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     continue
                 if (step == "train") != (config != "sf_spandec") and step in ("train", "calibrate"):
                     continue  # sf_spandec is calibrated from spandec, never trained
-                if not run(f"{dataset}/{config}/{step}", step, variables) and step in ("train", "calibrate"):
+                if not run(f"{name}/{config}/{step}", step, variables) and step in ("train", "calibrate"):
                     break  # evaluate and package need the trained model
     if failed:
         print(f"{len(failed)} step(s) failed: {', '.join(failed)}")

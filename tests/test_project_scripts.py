@@ -1,0 +1,58 @@
+"""scripts/run_all.py and scripts/results_table.py: budgets, run folders, tables."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+import results_table  # noqa: E402
+import run_all  # noqa: E402
+
+
+def write_stats(root: Path, run: str, samples: int, sentences: int) -> None:
+    path = root / "corpus" / run / "stats.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"splits": {"train": {"samples": samples, "sentences": sentences}}}))
+
+
+def test_cpu_budget_gives_chunked_runs_the_same_sentences(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_all, "PROJECT_DIR", tmp_path)
+    assert run_all.max_steps("cpu", "conllpp", "sentence", "spandec") == run_all.CPU_STEPS
+    # Chunks are counted only after convert: no stats, no step count yet.
+    assert run_all.max_steps("cpu", "conllpp_chunk74", "chunk", "spandec") is None
+    write_stats(tmp_path, "conllpp_chunk74", samples=3700, sentences=14041)
+    steps = run_all.max_steps("cpu", "conllpp_chunk74", "chunk", "spandec")
+    assert steps == -(-run_all.CPU_STEPS * 3700 // 14041)
+    assert steps * 14041 >= run_all.CPU_STEPS * 3700
+    paper = run_all.max_steps("paper", "conllpp_chunk74", "chunk", "spandec")
+    assert paper == -(-run_all.PAPER_EPOCHS * 3700 // run_all.samples_per_step("spandec"))
+
+
+def test_dry_run_puts_chunked_runs_in_their_own_folders(capsys):
+    assert run_all.main(["--datasets", "conllpp", "--granularity", "chunk", "--dry-run"]) == 0
+    commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
+    assert commands and all("--vars.suffix=_chunk74" in c and "--vars.granularity=chunk" in c for c in commands)
+    assert run_all.main(["--datasets", "conllpp", "--dry-run", "--steps", "train"]) == 0
+    commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
+    assert commands and not any("suffix" in c for c in commands)
+    assert all("--vars.max_steps=400" in c for c in commands)
+
+
+def test_results_table_has_one_row_per_run_and_model(tmp_path):
+    metrics = tmp_path / "metrics"
+    scores = {"seqeval_f": 0.8, "seqeval_p": 0.7, "seqeval_r": 0.9, "ents_f": 0.8}
+    for run in ("conllpp_chunk74", "conllpp", "bc5cdr", "not_a_dataset"):
+        (metrics / run).mkdir(parents=True)
+        (metrics / run / "spandec.json").write_text(json.dumps(scores))
+    timings = tmp_path / "timings.json"
+    timings.write_text(json.dumps({"conllpp_chunk74/spandec/train": {"seconds": 12.5, "vars": {"max_steps": 105}}}))
+    rows = results_table.collect(metrics, timings)
+    assert list(rows) == ["conllpp/spandec", "conllpp_chunk74/spandec", "bc5cdr/spandec"]
+    chunked = rows["conllpp_chunk74/spandec"]
+    assert chunked["train_seconds"] == 12.5 and chunked["max_steps"] == 105
+    assert chunked["paper_minilm_f1"] == results_table.PAPER_MINILM["spandec"]["conllpp"]
+    assert rows["conllpp/spandec"]["train_seconds"] is None
+    table = results_table.markdown(rows, {"machine": "m", "date": "d", "command": "c"})
+    assert "| conllpp_chunk74 | SpanDec | 80.0 | 70.0 | 90.0 |" in table
