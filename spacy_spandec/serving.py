@@ -7,8 +7,10 @@ their weights with position tables computed by `F.linear`, and are cheap, so
 they stay in float. `bfloat16` runs the whole decoder under CPU autocast,
 which pays off on CPUs with AVX512-BF16/AMX.
 
-These are inference-only views: training and serialization always use the
-float32 weights, and a view is rebuilt after the weights change.
+Every setting, float32 included, predicts through an inference-only view
+that computes the decoder's weight-only tables (query projections per
+position) once instead of once per batch. Training and serialization always
+use the float32 weights, and a view is rebuilt after the weights change.
 """
 import copy
 import warnings
