@@ -93,15 +93,13 @@ class _FrozenTables(nn.Module):
         self._tables: Dict[Tuple[bool, torch.dtype], Dict[str, torch.Tensor]] = {}
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        decoder = self.net.spandec["decoder"]
         device_type = next(self.net.parameters()).device.type
         # Tables made under bf16 autocast are bf16: one set per autocast state.
         key = (torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type))
         if key not in self._tables:
             with torch.no_grad():
-                self._tables[key] = decoder.query_tables()
-        with decoder.frozen_tables(self._tables[key]):
-            return self.net(*args, **kwargs)
+                self._tables[key] = self.net.spandec["decoder"].query_tables()
+        return self.net(*args, query_tables=self._tables[key], **kwargs)
 
 
 def _fingerprint(net: nn.Module) -> Tuple[Tuple[int, int], ...]:

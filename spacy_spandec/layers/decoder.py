@@ -14,8 +14,7 @@ instead of once per span; the MLP and classifier run only on the spans that
 survive the span filter.
 """
 import math
-from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -88,7 +87,6 @@ class SpanDecoder(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(2 * width, n_classes)
-        self._frozen: Optional[Dict[str, torch.Tensor]] = None
 
     def query_tables(self) -> Dict[str, torch.Tensor]:
         """Everything that depends on the weights alone, not on the text.
@@ -96,11 +94,9 @@ class SpanDecoder(nn.Module):
         A query is a function of (marker, relative position), so its input,
         its normed Q/K/V projections (for the span's own pair) and the
         positions' key/value contributions are tables over positions. At
-        inference the serving view computes them once per weight update
-        (`frozen_tables`); training recomputes them, as autograd needs.
+        inference the serving view computes them once per weight update and
+        passes them to `forward`; training recomputes them, as autograd needs.
         """
-        if self._frozen is not None:
-            return self._frozen
         marker_in = torch.stack(
             [self.m_start + self.positions.weight, self.m_end + self.positions.weight]
         )  # (2, P, d)
@@ -117,18 +113,6 @@ class SpanDecoder(nn.Module):
             ),
         }
 
-    @contextmanager
-    def frozen_tables(self, tables: Optional[Dict[str, torch.Tensor]] = None) -> Iterator[None]:
-        """Use `tables` (default: computed now) as `query_tables` until the
-        block ends. The weights must not change meanwhile: inference only."""
-        if tables is None:
-            tables = self.query_tables()
-        self._frozen = tables
-        try:
-            yield
-        finally:
-            self._frozen = None
-
     def forward(
         self,
         tokens: torch.Tensor,
@@ -137,6 +121,7 @@ class SpanDecoder(nn.Module):
         span_blocks: torch.Tensor,
         window_starts: torch.Tensor,
         window_lengths: torch.Tensor,
+        query_tables: Optional[Dict[str, torch.Tensor]] = None,
     ) -> torch.Tensor:
         """Logits (n, n_classes) for n spans.
 
@@ -144,6 +129,8 @@ class SpanDecoder(nn.Module):
         starts, ends: (n,) flat token indices, ends inclusive, sorted by block.
         span_blocks: (n,) block of each span.
         window_starts, window_lengths: (B,) flat token window of each block.
+        query_tables: `self.query_tables()` computed earlier, for inference
+        with fixed weights; None computes them now.
         """
         n = starts.shape[0]
         if n == 0:
@@ -151,7 +138,7 @@ class SpanDecoder(nn.Module):
         text = self.norm_text(tokens)
         text_keys = self.k_proj(text)
         text_values = self.v_proj(text)
-        tables = self.query_tables()
+        tables = self.query_tables() if query_tables is None else query_tables
 
         # At inference, spans are decoded in chunks so peak memory does not
         # grow with the number of spans of a long doc (training batches are
@@ -385,8 +372,12 @@ class SpanDecNet(nn.Module):
         window_starts: torch.Tensor,
         window_lengths: torch.Tensor,
         sf_threshold: float,
+        query_tables: Optional[Dict[str, torch.Tensor]] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(span logits of kept spans, token SF logits, indices of kept spans)."""
+        """(span logits of kept spans, token SF logits, indices of kept spans).
+
+        query_tables: the decoder's precomputed `query_tables()` (serving views).
+        """
         if self.has_span_filter:
             token_logits = self.spandec["span_filter"](tokens)
         else:
@@ -396,7 +387,7 @@ class SpanDecNet(nn.Module):
         if kept.shape[0] != starts.shape[0]:
             starts, ends, span_blocks = starts[kept], ends[kept], span_blocks[kept]
         logits = self.spandec["decoder"](
-            tokens, starts, ends, span_blocks, window_starts, window_lengths
+            tokens, starts, ends, span_blocks, window_starts, window_lengths, query_tables
         )
         return logits, token_logits, kept
 
