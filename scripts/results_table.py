@@ -82,7 +82,19 @@ def collect(metrics_dir: Path, timings_path: Path) -> Dict[str, Any]:
     return rows
 
 
-def markdown(rows: Dict[str, Any], meta: Dict[str, Any]) -> str:
+def wall_times(timings_path: Path) -> Dict[str, float]:
+    """Measured seconds of every step of each run (skipped reruns keep the
+    time of the run that did the work), to check what `all` costs."""
+    totals: Dict[str, float] = {}
+    for key, record in sorted((load(timings_path) or {}).items()):
+        if record.get("dry_run") or record.get("returncode") != 0:
+            continue
+        run = key.split("/")[0]
+        totals[run] = round(totals.get(run, 0.0) + float(record.get("seconds") or 0.0), 2)
+    return totals
+
+
+def markdown(rows: Dict[str, Any], meta: Dict[str, Any], times: Optional[Dict[str, float]] = None) -> str:
     lines = [
         "# Results",
         "",
@@ -109,6 +121,12 @@ def markdown(rows: Dict[str, Any], meta: Dict[str, Any]) -> str:
         for key, row in domain_rows:
             cells = " | ".join(pct(row["domains"].get(d)) for d in DOMAINS)
             lines.append(f"| {CONFIGS[key.split('/')[1]]} | {cells} |")
+    if times:
+        lines += ["", "Wall time of all recorded steps (assets, convert, train, calibrate, evaluate, package), "
+                  "from results/timings.json:", "", "| run | seconds | hours |", "|---|---:|---:|"]
+        lines += [f"| {run} | {sec:.0f} | {sec / 3600:.2f} |" for run, sec in times.items()]
+        total = sum(times.values())
+        lines.append(f"| total | {total:.0f} | {total / 3600:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -120,15 +138,18 @@ def main() -> None:
     parser.add_argument("--command", default="spacy project run all")
     args = parser.parse_args()
     rows = collect(args.metrics, args.timings)
+    times = wall_times(args.timings)
     meta = {
         "machine": f"{platform.machine()} {platform.processor() or ''} 2-core CPU, no GPU".replace("  ", " "),
         "date": time.strftime("%Y-%m-%d"),
         "command": args.command,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{args.output}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    Path(f"{args.output}.md").write_text(markdown(rows, meta))
-    print(markdown(rows, meta))
+    Path(f"{args.output}.json").write_text(
+        json.dumps({"meta": meta, "rows": rows, "wall_seconds": times}, indent=2) + "\n"
+    )
+    Path(f"{args.output}.md").write_text(markdown(rows, meta, times))
+    print(markdown(rows, meta, times))
 
 
 if __name__ == "__main__":

@@ -56,3 +56,17 @@ def test_results_table_has_one_row_per_run_and_model(tmp_path):
     assert rows["conllpp/spandec"]["train_seconds"] is None
     table = results_table.markdown(rows, {"machine": "m", "date": "d", "command": "c"})
     assert "| conllpp_chunk74 | SpanDec | 80.0 | 70.0 | 90.0 |" in table
+
+
+def test_wall_times_sum_the_successful_steps_of_each_run(tmp_path):
+    timings = tmp_path / "timings.json"
+    timings.write_text(json.dumps({
+        "conllpp/-/convert": {"seconds": 10.0, "returncode": 0},
+        "conllpp/spandec/train": {"seconds": 100.5, "returncode": 0},
+        "conllpp/token_cls/train": {"seconds": 999.0, "returncode": 1},
+        "bc5cdr/spandec/train": {"seconds": 7.0, "returncode": 0},
+    }))
+    times = results_table.wall_times(timings)
+    assert times == {"bc5cdr": 7.0, "conllpp": 110.5}
+    table = results_table.markdown({}, {"machine": "m", "date": "d", "command": "c"}, times)
+    assert "| total | 118 | 0.03 |" in table
