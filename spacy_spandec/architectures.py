@@ -6,6 +6,7 @@ from spacy.util import registry
 from thinc.api import Model
 from thinc.types import Floats2d
 
+from .layers.decoder import POSITION_INITS
 from .layers.spandec_model import SpanDecOutput, build_spandec_model
 
 
@@ -20,6 +21,8 @@ def build_span_decoder(
     block_size: int = 64,
     span_filter: bool = True,
     mixed_precision: bool = False,
+    position_init: str = "sinusoidal",
+    position_key_scale: float = 1.0,
 ) -> Model[List[Doc], SpanDecOutput]:
     """SpanDec (paper section 4) with an optional span filter (section 4.1).
 
@@ -34,6 +37,12 @@ def build_span_decoder(
     block_size: span starts decoded together against one shared token window.
     span_filter: add the SF token classifier (needed for SF-SpanDec pruning).
     mixed_precision: autocast the decoder on GPU, as spacy-transformers does.
+    position_init: initial position table, "sinusoidal" or "random" (nearly
+        orthogonal rows, so a boundary query can single out its own token).
+    position_key_scale: initial scale of the position part of the text keys
+        relative to the query projection; larger values start each boundary
+        query attending mostly to its own token. Both only affect training
+        from scratch.
     """
     if max_span_length < 1:
         raise ValueError(
@@ -49,6 +58,10 @@ def build_span_decoder(
         raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
     if mlp_ratio <= 0:
         raise ValueError(f"mlp_ratio must be positive, got {mlp_ratio}.")
+    if position_init not in POSITION_INITS:
+        raise ValueError(f"position_init must be one of {list(POSITION_INITS)}, got {position_init!r}.")
+    if position_key_scale <= 0:
+        raise ValueError(f"position_key_scale must be positive, got {position_key_scale}.")
     return build_spandec_model(
         tok2vec,
         max_span_length=max_span_length,
@@ -59,4 +72,6 @@ def build_span_decoder(
         block_size=block_size,
         span_filter=span_filter,
         mixed_precision=mixed_precision,
+        position_init=position_init,
+        position_key_scale=position_key_scale,
     )

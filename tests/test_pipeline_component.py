@@ -11,11 +11,14 @@ from contextlib import contextmanager
 import numpy
 import pytest
 import spacy
+import torch
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 from thinc.api import ConfigValidationError
 
 from spacy_spandec import SpanDecNER
+from spacy_spandec.layers.decoder import sinusoidal_table
+from spacy_spandec.layers.spandec_model import decoder_net
 
 from conftest import LABELS, TRAIN_DATA, char_spans, make_cnn_nlp, make_examples, train
 
@@ -555,6 +558,30 @@ def test_predict_before_initialize():
 def test_bad_max_span_length():
     with pytest.raises(ValueError, match="max_span_length"):
         make_cnn_nlp(model={"max_span_length": 0})
+
+
+def test_bad_position_settings():
+    with pytest.raises(ValueError, match="position_init"):
+        make_cnn_nlp(model={"position_init": "learned"})
+    with pytest.raises(ValueError, match="position_key_scale"):
+        make_cnn_nlp(model={"position_key_scale": 0.0})
+
+
+@pytest.mark.parametrize("position_init,scale", [("random", 4.0), ("sinusoidal", 16.0)])
+def test_position_settings_reach_the_decoder_and_survive_saving(position_init, scale, tmp_path):
+    nlp = make_cnn_nlp(model={"position_init": position_init, "position_key_scale": scale})
+    nlp.initialize(lambda: make_examples(nlp))
+    decoder = decoder_net(nlp.get_pipe("spandec_ner").model).spandec["decoder"]
+    torch.testing.assert_close(decoder.pos_key_proj.weight, decoder.q_proj.weight * scale)
+    table = decoder.positions.weight
+    is_sinusoidal = torch.allclose(table, sinusoidal_table(*table.shape))
+    assert is_sinusoidal == (position_init == "sinusoidal")
+    texts = ["Angela Merkel met Emmanuel Macron in Berlin ."]
+    nlp.to_disk(tmp_path / "p")
+    loaded = spacy.load(tmp_path / "p")
+    expected = [[(e.start, e.end, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
+    assert [[(e.start, e.end, e.label_) for e in doc.ents] for doc in loaded.pipe(texts)] == expected
+    assert loaded.get_pipe("spandec_ner").model.attrs["position_init"] == position_init
 
 
 def test_bad_sf_threshold():

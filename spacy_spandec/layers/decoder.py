@@ -32,6 +32,9 @@ _MIN_SPLIT_ELEMENTS = 1 << 16
 _INFERENCE_CHUNK = 1 << 15
 
 
+POSITION_INITS = ("sinusoidal", "random")
+
+
 def sinusoidal_table(n_positions: int, width: int) -> torch.Tensor:
     position = torch.arange(n_positions, dtype=torch.float32)[:, None]
     freq = torch.exp(
@@ -52,6 +55,8 @@ class SpanDecoder(nn.Module):
         mlp_ratio: float,
         dropout: float,
         n_positions: int,
+        position_init: str = "sinusoidal",
+        position_key_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if width % n_heads != 0:
@@ -66,7 +71,11 @@ class SpanDecoder(nn.Module):
         self.m_end = nn.Parameter(torch.randn(width) * 0.02)
         self.positions = nn.Embedding(n_positions, width)
         with torch.no_grad():
-            self.positions.weight.copy_(sinusoidal_table(n_positions, width))
+            if position_init == "sinusoidal":
+                self.positions.weight.copy_(sinusoidal_table(n_positions, width))
+            else:
+                # Same squared norm as a sinusoidal row (width / 2).
+                self.positions.weight.normal_(0.0, math.sqrt(0.5))
         self.norm_query = nn.LayerNorm(width)
         self.norm_text = nn.LayerNorm(width)
         self.q_proj = nn.Linear(width, width)
@@ -79,7 +88,7 @@ class SpanDecoder(nn.Module):
         # discover the position match from scratch (a CPU-budget necessity).
         self.pos_key_proj = nn.Linear(width, width, bias=False)
         with torch.no_grad():
-            self.pos_key_proj.weight.copy_(self.q_proj.weight)
+            self.pos_key_proj.weight.copy_(self.q_proj.weight * position_key_scale)
         hidden = max(1, int(round(width * mlp_ratio)))
         self.norm_mlp = nn.LayerNorm(width)
         self.mlp = nn.Sequential(
@@ -353,6 +362,8 @@ class SpanDecNet(nn.Module):
                 float(config["mlp_ratio"]),
                 float(config["dropout"]),
                 int(config["n_positions"]),
+                str(config.get("position_init", "sinusoidal")),
+                float(config.get("position_key_scale", 1.0)),
             )
         }
         if config["span_filter"]:

@@ -101,6 +101,8 @@ def build_spandec_model(
     block_size: int,
     span_filter: bool,
     mixed_precision: bool = False,
+    position_init: str = "sinusoidal",
+    position_key_scale: float = 1.0,
 ) -> Model[List[Doc], SpanDecOutput]:
     wrapper = PyTorchWrapper_v3(
         build_net(None),
@@ -126,6 +128,8 @@ def build_spandec_model(
             "block_size": block_size,
             "span_filter": span_filter,
             "sf_threshold": 0.0,
+            "position_init": position_init,
+            "position_key_scale": position_key_scale,
         },
     )
 
@@ -142,6 +146,8 @@ def net_config(model: Model) -> dict:
             attrs["max_span_length"], attrs["block_size"], attrs["context_window"]
         ),
         "span_filter": attrs["span_filter"],
+        "position_init": attrs.get("position_init", "sinusoidal"),
+        "position_key_scale": attrs.get("position_key_scale", 1.0),
     }
 
 
