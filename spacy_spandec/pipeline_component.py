@@ -29,6 +29,8 @@ context_window = 64
 block_size = 64
 span_filter = true
 mixed_precision = false
+position_init = "sinusoidal"
+position_key_scale = 16.0
 
 [model.tok2vec]
 @architectures = "spacy-transformers.TransformerListener.v1"
