@@ -8,10 +8,11 @@ outputs, which are concatenated and classified over O + labels.
 
 Efficiency: the text keys/values are projected once per token and shared by
 every span; a query depends only on its marker and relative position, so its
-attention over the text window is computed once per (block, marker,
-position) and merged with each span's own pair (flash-attention style),
-instead of once per span; the MLP and classifier run only on the spans that
-survive the span filter.
+projections are tables over positions (computed once per serving view at
+inference), and its attention over the text window is computed once per
+distinct (block, marker, position) that a decoded span uses, then merged with
+each span's own pair (flash-attention style); the MLP and classifier run only
+on the spans that survive the span filter.
 """
 import math
 from typing import Any, Dict, List, Optional, Tuple
