@@ -11,6 +11,7 @@ The paper's MiniLM-L12 F1 (Table 7) is printed beside ours for reference.
 """
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -94,6 +95,18 @@ def wall_times(timings_path: Path) -> Dict[str, float]:
     return totals
 
 
+def run_dates(timings_path: Path) -> str:
+    """The days the recorded steps finished on (the table mixes runs from several
+    sessions, so the date it was rendered on would say nothing)."""
+    days = sorted(
+        {str(r["finished"])[:10] for r in (load(timings_path) or {}).values()
+         if r.get("finished") and r.get("returncode") == 0 and not r.get("dry_run")}
+    )
+    if not days:
+        return time.strftime("%Y-%m-%d")
+    return days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+
+
 def markdown(rows: Dict[str, Any], meta: Dict[str, Any], times: Optional[Dict[str, float]] = None) -> str:
     lines = [
         "# Results",
@@ -140,8 +153,8 @@ def main() -> None:
     rows = collect(args.metrics, args.timings)
     times = wall_times(args.timings)
     meta = {
-        "machine": f"{platform.machine()} {platform.processor() or ''} 2-core CPU, no GPU".replace("  ", " "),
-        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()}-core CPU, no GPU".replace("  ", " "),
+        "date": run_dates(args.timings),
         "command": args.command,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

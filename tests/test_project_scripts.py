@@ -70,3 +70,25 @@ def test_wall_times_sum_the_successful_steps_of_each_run(tmp_path):
     assert times == {"bc5cdr": 7.0, "conllpp": 110.5}
     table = results_table.markdown({}, {"machine": "m", "date": "d", "command": "c"}, times)
     assert "| total | 118 | 0.03 |" in table
+
+
+def test_dry_run_of_one_benchmark_and_sf_variant_trains_the_model_it_calibrates(capsys):
+    assert run_all.main(["--datasets", "bc5cdr", "--configs", "sf_spandec", "--dry-run"]) == 0
+    commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
+    assert commands and all("--vars.dataset=bc5cdr" in c for c in commands)
+    steps = [(c.split()[6], next((a for a in c.split() if a.startswith("--vars.config=")), None)) for c in commands]
+    assert ("train", "--vars.config=spandec") in steps
+    assert ("calibrate", "--vars.config=sf_spandec") in steps
+    assert steps.index(("train", "--vars.config=spandec")) < steps.index(("calibrate", "--vars.config=sf_spandec"))
+    # spandec itself is neither evaluated nor packaged: only what was asked for.
+    assert not any(step in ("evaluate", "package") and cfg == "--vars.config=spandec" for step, cfg in steps)
+    assert not any(cfg == "--vars.config=token_cls" for _, cfg in steps)
+
+
+def test_project_all_command_passes_the_benchmark_and_variant_vars():
+    import srsly
+
+    project = srsly.read_yaml(Path(__file__).resolve().parents[1] / "project.yml")
+    script = next(c for c in project["commands"] if c["name"] == "all")["script"][0]
+    assert "--datasets ${vars.datasets}" in script and "--configs ${vars.configs}" in script
+    assert project["vars"]["datasets"] == "all" and project["vars"]["configs"] == "all"
