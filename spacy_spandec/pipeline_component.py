@@ -89,7 +89,7 @@ def make_spandec_ner(
     write_ents: also write a flat, greedy-by-score selection to doc.ents.
     overwrite_ents: replace existing doc.ents rather than keep them.
     inference_dtype: "float32", or "int8" / "bfloat16" to predict with a
-        quantized / autocast copy of the decoder (CPU serving; training and
+        copy of the decoder whose per-span Linear layers are int8 / bf16 (CPU serving; training and
         saving always use the float32 weights).
     """
     return SpanDecNER(

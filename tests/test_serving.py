@@ -146,3 +146,31 @@ def test_quantize_encoder(tiny_bert_dir):
             assert ent.text == doc.text[ent.start_char : ent.end_char]
     with pytest.raises(ValueError, match="No spacy-transformers model"):
         quantize_encoder(nlp, names=["spandec_ner"])
+
+
+def test_bfloat16_view_runs_only_per_span_layers_in_bf16(trained_nlp):
+    net = net_of(trained_nlp)
+    view = serving_view(net, "bfloat16")
+    assert serving_view(net, "bfloat16") is view
+    dtypes = {name: p.dtype for name, p in view.named_parameters()}
+    for name in ("o_proj", "mlp", "classifier"):
+        assert all(d == torch.bfloat16 for n, d in dtypes.items() if f"decoder.{name}." in n), name
+    for name in ("q_proj", "k_proj", "v_proj", "pos_key_proj", "positions", "norm_query"):
+        assert all(d == torch.float32 for n, d in dtypes.items() if f"decoder.{name}." in n), name
+    # The float net itself is untouched.
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    ner = trained_nlp.get_pipe("spandec_ner")
+    docs = [trained_nlp.make_doc(text) for text, _ in TRAIN_DATA[:8]] + [trained_nlp.make_doc("")]
+    for name, proc in trained_nlp.pipeline[:-1]:
+        docs = list(proc.pipe(docs))
+    float_logits = ner.model.ops.to_numpy(ner.predict(docs).logits)
+    try:
+        ner.inference_dtype = "bfloat16"
+        output = ner.predict(docs)
+        empty = ner.predict(docs[-1:])
+    finally:
+        ner.inference_dtype = "float32"
+    bf16_logits = ner.model.ops.to_numpy(output.logits)
+    assert bf16_logits.dtype == float_logits.dtype and bf16_logits.shape == float_logits.shape
+    assert abs(bf16_logits - float_logits).max() < 0.05 * abs(float_logits).max()
+    assert empty.logits.shape[0] == 0

@@ -187,7 +187,9 @@ class SpanDecoder(nn.Module):
         rel_starts = starts - window_starts[span_blocks]
         rel_ends = ends - window_starts[span_blocks]
         queries = tables["queries"]
-        own = torch.stack([queries[0][rel_starts], queries[1][rel_ends]], dim=1)  # (n, 2, 4d)
+        n_pos = queries.shape[1]
+        # One gather from the (2P, 4d) table: row p is a start query, P + p an end query.
+        own = queries.reshape(2 * n_pos, 4 * d)[torch.stack([rel_starts, rel_ends + n_pos], dim=1)]  # (n, 2, 4d)
         marker_in, q, k_self, v_self = own.split(d, dim=-1)
         text_max, text_sum, text_out = self._attend_text(
             queries[..., d : 2 * d],
