@@ -92,3 +92,28 @@ def test_project_all_command_passes_the_benchmark_and_variant_vars():
     script = next(c for c in project["commands"] if c["name"] == "all")["script"][0]
     assert "--datasets ${vars.datasets}" in script and "--configs ${vars.configs}" in script
     assert project["vars"]["datasets"] == "all" and project["vars"]["configs"] == "all"
+
+
+def test_benchmark_targets_report_every_variant_and_refuse_unequal_budgets():
+    import benchmark
+
+    def row(label, docs_per_s, f1, budget="400 steps x 32 sentences"):
+        return {"label": label, "budget": budget, "seqeval_f": f1, "b8": {"docs_per_s": docs_per_s}}
+
+    models = {
+        "token_cls": row("Token", 100.0, 0.80),
+        "spanmarker": row("PL-Marker", 10.0, 0.30, budget="10 steps x 32 sentences"),
+        "spandec": row("SpanDec", 79.0, 0.806),
+        "spandec+bf16": row("SpanDec (decoder bfloat16)", 81.0, 0.805),
+        "spandec+int8": row("SpanDec (decoder int8, encoder int8)", 200.0, 0.70),
+        "sf_spandec": row("SF", 111.0, 0.80),
+    }
+    lines = benchmark.targets(models, 8)
+    text = "\n".join(lines)
+    assert "SpanDec / Token docs/s at batch 8: 0.79× (target ≥ 0.8×: missed)" in text
+    assert "SpanDec (decoder bfloat16) / Token docs/s at batch 8: 0.81× (target ≥ 0.8×: met)" in text
+    assert "SF / Token docs/s at batch 8: 1.11× (target ≥ 1.1×: met)" in text
+    assert "encoder int8" not in text  # the reference runs a float32 encoder
+    assert "SpanDec − Token F1: +0.60 (target ≥ +0.5: met)" in text
+    assert "SF − SpanDec F1: -0.60 (target ≥ -0.5: missed)" in text
+    assert "not comparable: trained 400 steps x 32 sentences vs 10 steps x 32 sentences" in text
