@@ -1,13 +1,19 @@
-"""Tune the span-filter threshold on a dev set and store it in the pipeline.
+"""Tune the span-filter threshold (and optionally the O bias) on a dev set
+and store them in the pipeline.
 
 SF probabilities are not calibrated, so the pruning threshold is chosen on
 dev data: the highest threshold whose seqeval F1 is within `tolerance`
-points of the best. The encoder runs once; only the span decoder reruns per
-threshold. The chosen value is written to `config.cfg` of the output
-pipeline, which is where `spacy.load` reads it.
+points of the best. With `--outside-biases`, the offset of the O logit
+(`outside_bias`) is tuned first, without pruning: the value with the best dev
+F1 (the one nearest 0 on ties). The encoder runs once; only the span decoder
+reruns per value. The chosen values are written to `config.cfg` of the
+output pipeline, which is where `spacy.load` reads them; `--bias-output`
+writes the bias into a second pipeline too (e.g. the unpruned SpanDec model,
+in place), so both variants decode alike.
 
     python -m spacy_spandec.calibrate training/model-best corpus/dev.spacy training/model-sf \
-        --results results/calibration.json --plot results/calibration.png
+        --results results/calibration.json --plot results/calibration.png \
+        [--outside-biases=0,-0.5,-1,-2 --bias-output training/model-best]
 """
 import argparse
 import json
@@ -33,11 +39,20 @@ def find_component(nlp: spacy.Language) -> str:
 
 
 def sweep(
-    nlp: spacy.Language, examples: List[Example], thresholds: Sequence[float], name: str
+    nlp: spacy.Language,
+    examples: List[Example],
+    thresholds: Sequence[float],
+    name: str,
+    setting: str = "sf_threshold",
 ) -> List[Dict[str, float]]:
-    """Score every threshold; the upstream components run only once."""
+    """Score every value of `setting` (sf_threshold or outside_bias); the
+    upstream components run only once. Rows name the value `threshold` or
+    `outside_bias`."""
     component = nlp.get_pipe(name)
-    if not component.model.attrs.get("span_filter"):
+    if setting not in ("sf_threshold", "outside_bias"):
+        raise ValueError(f"Can only sweep sf_threshold or outside_bias, not {setting!r}.")
+    key = "threshold" if setting == "sf_threshold" else "outside_bias"
+    if setting == "sf_threshold" and not component.model.attrs.get("span_filter"):
         raise ValueError(
             f"'{name}' was trained without a span filter (span_filter = false): "
             "there is no threshold to calibrate."
@@ -48,19 +63,19 @@ def sweep(
     docs = [eg.predicted for eg in examples]
     for pipe in before:
         docs = _run(pipe, docs)
-    overwrite = component.overwrite_ents
+    overwrite, original = component.overwrite_ents, getattr(component, setting)
     component.overwrite_ents = True
     rows = []
     try:
         for threshold in thresholds:
-            component.sf_threshold = float(threshold)
+            setattr(component, setting, float(threshold))
             scored = _run(component, docs)
             for pipe in after:
                 scored = _run(pipe, scored)
             scores = component.score([Example(d, eg.reference) for d, eg in zip(scored, examples)])
             rows.append(
                 {
-                    "threshold": float(threshold),
+                    key: float(threshold),
                     "seqeval_f": float(scores["seqeval_f"] or 0.0),
                     "ents_f": float(scores["ents_f"] or 0.0),
                     "kept_fraction": float(
@@ -70,6 +85,7 @@ def sweep(
             )
     finally:
         component.overwrite_ents = overwrite
+        setattr(component, setting, original)
     return rows
 
 
@@ -86,13 +102,21 @@ def choose(rows: List[Dict[str, float]], tolerance: float) -> Dict[str, float]:
     return max(ok, key=lambda row: row["threshold"])
 
 
-def write_threshold(model_dir: Path, output_dir: Path, name: str, threshold: float) -> None:
+def choose_bias(rows: List[Dict[str, float]]) -> Dict[str, float]:
+    """Best dev F1; among equals, the bias nearest 0 (the plain argmax)."""
+    return max(rows, key=lambda row: (row["seqeval_f"], -abs(row["outside_bias"])))
+
+
+def write_settings(model_dir: Path, output_dir: Path, name: str, settings: Dict[str, float]) -> None:
+    """Copy the pipeline to `output_dir` (unless it is the same) and write
+    `settings` (component config values) into its config.cfg."""
     if output_dir.resolve() != model_dir.resolve():
         if output_dir.exists():
             shutil.rmtree(output_dir)
         shutil.copytree(model_dir, output_dir)
     config = load_config(output_dir / "config.cfg", interpolate=False)
-    config["components"][name]["sf_threshold"] = float(threshold)
+    for key, value in settings.items():
+        config["components"][name][key] = float(value)
     config.to_disk(output_dir / "config.cfg")
 
 
@@ -123,6 +147,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("dev", type=Path, help="dev DocBin (.spacy)")
     parser.add_argument("output", type=Path, help="pipeline directory to write (may equal model)")
     parser.add_argument("--thresholds", default=",".join(str(t) for t in DEFAULT_THRESHOLDS))
+    parser.add_argument("--outside-biases", default="",
+                        help="comma-separated O-logit offsets to tune first (e.g. 0,-0.5,-1,-2); empty: keep the model's")
+    parser.add_argument("--bias-output", type=Path, default=None,
+                        help="also write the tuned outside_bias into this pipeline (may equal model)")
     parser.add_argument("--tolerance", type=float, default=0.2, help="F1 points below the best allowed")
     parser.add_argument("--limit", type=int, default=0, help="use the first N dev docs (0 = all)")
     parser.add_argument("--results", type=Path, default=None, help="JSON of the sweep")
@@ -135,10 +163,23 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         docs = docs[: args.limit]
     examples = [Example(nlp.make_doc(doc.text), doc) for doc in docs]
     thresholds = [float(t) for t in args.thresholds.split(",") if t.strip()]
+    biases = [float(b) for b in args.outside_biases.split(",") if b.strip()]
+    result: Dict[str, object] = {"component": name}
+    component = nlp.get_pipe(name)
+    if biases:
+        component.sf_threshold = 0.0
+        bias_rows = sweep(nlp, examples, biases, name, setting="outside_bias")
+        component.outside_bias = choose_bias(bias_rows)["outside_bias"]
+        result.update({"outside_bias": component.outside_bias, "bias_sweep": bias_rows})
     rows = sweep(nlp, examples, thresholds, name)
     chosen = choose(rows, args.tolerance)
-    write_threshold(args.model, args.output, name, chosen["threshold"])
-    result = {"component": name, "tolerance_f1_points": args.tolerance, "chosen": chosen, "sweep": rows}
+    settings = {"sf_threshold": chosen["threshold"], "outside_bias": component.outside_bias}
+    # Write the bias-only pipeline first: it may be the model directory the
+    # output is copied from.
+    if args.bias_output is not None:
+        write_settings(args.bias_output, args.bias_output, name, {"outside_bias": component.outside_bias})
+    write_settings(args.model, args.output, name, settings)
+    result.update({"tolerance_f1_points": args.tolerance, "chosen": chosen, "sweep": rows})
     print(json.dumps(result, indent=2))
     if args.results:
         args.results.parent.mkdir(parents=True, exist_ok=True)

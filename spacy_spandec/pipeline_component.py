@@ -1,4 +1,5 @@
 """The `spandec_ner` pipeline component: SpanDec / SF-SpanDec as a TrainablePipe."""
+import math
 import warnings
 from contextlib import contextmanager
 from itertools import islice
@@ -52,6 +53,7 @@ LISTENER_NAMES = ("transformer-listener", "tok2vec-listener")
         "spans_key": "spandec",
         "gold_spans_key": None,
         "sf_threshold": 0.0,
+        "outside_bias": 0.0,
         "sf_loss_weight": 1.0,
         "write_ents": True,
         "overwrite_ents": True,
@@ -73,6 +75,7 @@ def make_spandec_ner(
     spans_key: str,
     gold_spans_key: Optional[str],
     sf_threshold: float,
+    outside_bias: float,
     sf_loss_weight: float,
     write_ents: bool,
     overwrite_ents: bool,
@@ -85,6 +88,9 @@ def make_spandec_ner(
     spans_key: doc.spans key for all predicted spans (overlaps allowed).
     gold_spans_key: take gold from doc.spans[key] (nested) instead of doc.ents.
     sf_threshold: SF pruning threshold; 0 decodes every span (plain SpanDec).
+    outside_bias: added to the O (not-an-entity) logit of every span before
+        decoding; below 0 trades precision for recall. 0 is the plain argmax;
+        `python -m spacy_spandec.calibrate` can tune it on the dev set.
     sf_loss_weight: weight of the span-filter loss added to the span loss.
     write_ents: also write a flat, greedy-by-score selection to doc.ents.
     overwrite_ents: replace existing doc.ents rather than keep them.
@@ -99,6 +105,7 @@ def make_spandec_ner(
         spans_key=spans_key,
         gold_spans_key=gold_spans_key,
         sf_threshold=sf_threshold,
+        outside_bias=outside_bias,
         sf_loss_weight=sf_loss_weight,
         write_ents=write_ents,
         overwrite_ents=overwrite_ents,
@@ -132,6 +139,7 @@ class SpanDecNER(TrainablePipe):
         spans_key: str = "spandec",
         gold_spans_key: Optional[str] = None,
         sf_threshold: float = 0.0,
+        outside_bias: float = 0.0,
         sf_loss_weight: float = 1.0,
         write_ents: bool = True,
         overwrite_ents: bool = True,
@@ -165,6 +173,7 @@ class SpanDecNER(TrainablePipe):
         self.scorer = scorer
         self.cfg: Dict[str, Any] = {"labels": []}
         self.sf_threshold = sf_threshold
+        self.outside_bias = outside_bias
         self.inference_dtype = inference_dtype
 
     @property
@@ -180,6 +189,22 @@ class SpanDecNER(TrainablePipe):
             raise ValueError(f"sf_threshold must be in [0, 1], got {value}.")
         self._sf_threshold = float(value)
         self.model.attrs["sf_threshold"] = float(value)
+
+    @property
+    def outside_bias(self) -> float:
+        """Offset of the O logit at decoding. A model trained briefly is
+        biased towards O (most candidate spans are O), so it is precise but
+        misses entities; a negative offset tuned on dev moves it back."""
+        return self._outside_bias
+
+    @outside_bias.setter
+    def outside_bias(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(
+                f"outside_bias must be a finite number (an offset of the O logit), got {value!r}. "
+                "Use 0 for the plain argmax, a negative value to predict more entities."
+            )
+        self._outside_bias = float(value)
 
     @property
     def inference_dtype(self) -> str:
@@ -242,6 +267,9 @@ class SpanDecNER(TrainablePipe):
         labels = self.labels
         logits = self.model.ops.to_numpy(output.logits)
         if logits.shape[0]:
+            if self._outside_bias:
+                logits = logits.copy()
+                logits[:, 0] += self._outside_bias
             logits = logits - logits.max(axis=1, keepdims=True)
             probs = numpy.exp(logits)
             probs /= probs.sum(axis=1, keepdims=True)

@@ -54,3 +54,29 @@ def test_calibrate_refuses_a_model_without_span_filter(tmp_path):
     DocBin(docs=[eg.reference for eg in make_examples(nlp)]).to_disk(dev)
     with pytest.raises(ValueError, match="without a span filter"):
         main([str(tmp_path / "p"), str(dev), str(tmp_path / "out")])
+
+
+def test_calibrate_tunes_the_outside_bias_and_writes_it_to_both_pipelines(trained_nlp, trained_dir, tmp_path):
+    import shutil
+
+    model = tmp_path / "spandec"
+    shutil.copytree(trained_dir, model)
+    dev = tmp_path / "dev.spacy"
+    DocBin(docs=[eg.reference for eg in make_examples(trained_nlp)]).to_disk(dev)
+    out = tmp_path / "sf"
+    # +50 on the O logit predicts no entity at all, so it must lose to 0.
+    main([str(model), str(dev), str(out), "--thresholds", "0,0.5", "--outside-biases", "50,0",
+          "--bias-output", str(model), "--results", str(tmp_path / "cal.json")])
+    result = json.loads((tmp_path / "cal.json").read_text())
+    rows = {row["outside_bias"]: row for row in result["bias_sweep"]}
+    assert rows[50.0]["seqeval_f"] == 0.0 and rows[0.0]["seqeval_f"] > 0.5
+    assert result["outside_bias"] == 0.0
+    assert spacy.load(out).get_pipe("spandec_ner").outside_bias == 0.0
+    assert spacy.load(model).get_pipe("spandec_ner").sf_threshold == 0.0  # only the bias goes there
+
+
+def test_choose_bias_prefers_best_f1_then_the_smallest_offset():
+    from spacy_spandec.calibrate import choose_bias
+
+    rows = [{"outside_bias": b, "seqeval_f": f} for b, f in [(0.0, 0.80), (-1.0, 0.83), (-2.0, 0.83), (-3.0, 0.79)]]
+    assert choose_bias(rows)["outside_bias"] == -1.0

@@ -592,6 +592,33 @@ def test_bad_sf_threshold():
         nlp.get_pipe("spandec_ner").sf_threshold = -0.1
 
 
+def test_bad_outside_bias():
+    for value in (float("nan"), float("inf"), "low", True):
+        with pytest.raises(ValueError, match="outside_bias"):
+            make_cnn_nlp().get_pipe("spandec_ner").outside_bias = value
+
+
+def test_outside_bias_trades_precision_for_recall(trained_nlp, trained_dir):
+    ner = trained_nlp.get_pipe("spandec_ner")
+    texts = [text for text, _ in TRAIN_DATA]
+    plain = [spans_of(doc) for doc in trained_nlp.pipe(texts)]
+    with setting(ner, outside_bias=0.0):
+        assert [spans_of(doc) for doc in trained_nlp.pipe(texts)] == plain
+    with setting(ner, outside_bias=-30.0):
+        low = [trained_nlp(text) for text in texts]
+    with setting(ner, outside_bias=30.0):
+        high = [trained_nlp(text) for text in texts]
+    n_plain = sum(len(spans) for spans, _ in plain)
+    assert sum(len(doc.spans["spandec"]) for doc in low) > n_plain > 0
+    assert all(len(doc.spans["spandec"]) == 0 and len(doc.ents) == 0 for doc in high)
+    for doc in low:  # more spans, still aligned and non-overlapping in doc.ents
+        assert all(e.text == doc.text[e.start_char : e.end_char] for e in doc.ents)
+    # A config override at load is the value used.
+    loaded = spacy.load(trained_dir, config={"components": {"spandec_ner": {"outside_bias": 30.0}}})
+    assert loaded.get_pipe("spandec_ner").outside_bias == 30.0
+    assert len(loaded(texts[0]).ents) == 0
+
+
 def test_wrong_config_type():
     with pytest.raises(ConfigValidationError) as excinfo:
         make_cnn_nlp(model={"max_span_length": "abc"})
