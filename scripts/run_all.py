@@ -8,7 +8,9 @@ step whose deps and outputs are unchanged is skipped and recorded as such);
 `--force` reruns everything.
 
 Per dataset: assets, convert; then per variant: train, evaluate,
-evaluate-domains (CrossNER only), package. A failed assets/convert/train step skips
+evaluate-domains (CrossNER only), package. `calibrate` runs right after
+spandec's training: it tunes spandec's O-logit offset on dev (in place) and
+makes sf_spandec from it. A failed assets/convert/train step skips
 the steps that need it; the others go on, and the exit status is 1 if anything failed.
 
 Sample granularity per dataset (`--granularity auto`): with the paper budget,
@@ -174,13 +176,21 @@ def main(argv: Optional[List[str]] = None) -> int:
                 variables["eval_frequency"] = max(1, steps // (2 if args.budget == "cpu" else 10))
             requested = config in args.configs
             for step in MODEL_STEPS:
-                if not requested and step != "train":
-                    continue  # spandec only to give sf_spandec its model
                 if step not in args.steps or (step == "evaluate-domains" and dataset != "crossner"):
                     continue
-                if (step == "train") != (config != "sf_spandec") and step in ("train", "calibrate"):
-                    continue  # sf_spandec is calibrated from spandec, never trained
-                if not run(f"{name}/{config}/{step}", step, variables) and step in ("train", "calibrate"):
+                if step in ("train", "calibrate") and config == "sf_spandec":
+                    continue  # sf_spandec is made from spandec by `calibrate`, never trained
+                if step == "calibrate" and config != "spandec":
+                    continue
+                if not requested and step not in ("train", "calibrate"):
+                    continue  # spandec only to give sf_spandec its model
+                # `calibrate` tunes spandec's O-logit offset in place and makes
+                # sf_spandec, so it runs right after spandec's training,
+                # before either is evaluated.
+                key, step_vars = f"{name}/{config}/{step}", variables
+                if step == "calibrate":
+                    key, step_vars = f"{name}/sf_spandec/{step}", {**variables, "config": "sf_spandec"}
+                if not run(key, step, step_vars) and step in ("train", "calibrate"):
                     break  # evaluate and package need the trained model
     if failed:
         print(f"{len(failed)} step(s) failed: {', '.join(failed)}")
