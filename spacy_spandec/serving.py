@@ -106,6 +106,15 @@ class _FrozenTables(nn.Module):
         self.config = getattr(net, "config", None)
         self._tables: Dict[Tuple[bool, torch.dtype], Dict[str, torch.Tensor]] = {}
 
+    def train(self, mode: bool = True) -> "_FrozenTables":
+        """A view only predicts: Thinc's shim calls eval() before and train()
+        after every batch, and each call walks every submodule. Switch the
+        net to eval once (again only if training switched it back) and
+        ignore train(); training uses the net itself, never the view."""
+        if not mode and self.net.training:
+            super().train(False)
+        return self
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         device_type = next(self.net.parameters()).device.type
         # Tables made under bf16 autocast are bf16: one set per autocast state.

@@ -174,3 +174,24 @@ def test_bfloat16_view_runs_only_per_span_layers_in_bf16(trained_nlp):
     assert bf16_logits.dtype == float_logits.dtype and bf16_logits.shape == float_logits.shape
     assert abs(bf16_logits - float_logits).max() < 0.05 * abs(float_logits).max()
     assert empty.logits.shape[0] == 0
+
+
+def test_views_predict_in_eval_mode_and_leave_training_to_the_net(trained_nlp):
+    net = net_of(trained_nlp)
+    view = serving_view(net, "float32")
+    net.train()
+    view.eval()  # what Thinc's shim does before predicting
+    assert not any(m.training for m in net.modules())
+    view.train()  # ... and after: a no-op on a view
+    assert not any(m.training for m in net.modules())
+    net.train()  # training switches the net itself back
+    assert all(m.training for m in net.modules())
+    ner = trained_nlp.get_pipe("spandec_ner")
+    docs = [trained_nlp.make_doc(text) for text, _ in TRAIN_DATA[:4]]
+    for name, proc in trained_nlp.pipeline[:-1]:
+        docs = list(proc.pipe(docs))
+    first = ner.model.ops.to_numpy(ner.predict(docs).logits)
+    net.train()
+    second = ner.model.ops.to_numpy(ner.predict(docs).logits)  # dropout stays off
+    assert (first == second).all()
+    net.eval()
