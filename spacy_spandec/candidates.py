@@ -38,26 +38,24 @@ class Candidates:
 
 
 def enumerate_candidates(lengths: Sequence[int], max_span_length: int) -> Candidates:
-    """All spans of at most `max_span_length` tokens of every doc, vectorized."""
+    """All spans of at most `max_span_length` tokens of every doc, vectorized
+    over the whole batch (no per-doc Python loop: at inference this runs once
+    per batch of short sentences, where per-doc overhead would dominate)."""
     if max_span_length < 1:
         raise ValueError(f"max_span_length must be >= 1, got {max_span_length}.")
-    doc_ids, starts, ends = [], [], []
+    lengths = numpy.asarray(lengths, dtype="int64").reshape(-1)
+    n_tokens = int(lengths.sum())
+    # Per token of the batch: its doc and its offset inside the doc.
+    doc_of_token = numpy.repeat(numpy.arange(lengths.shape[0], dtype="int64"), lengths)
+    first_token = numpy.cumsum(lengths) - lengths
+    starts = numpy.arange(n_tokens, dtype="int64") - first_token[doc_of_token]
     widths = numpy.arange(1, max_span_length + 1, dtype="int64")
-    for doc_id, length in enumerate(lengths):
-        if length == 0:
-            continue
-        start = numpy.arange(length, dtype="int64")[:, None]
-        end = start + widths[None, :]
-        valid = end <= length
-        n = int(valid.sum())
-        starts.append(numpy.broadcast_to(start, end.shape)[valid])
-        ends.append(end[valid])
-        doc_ids.append(numpy.full(n, doc_id, dtype="int64"))
-    if not starts:
-        empty = numpy.zeros((0,), dtype="int64")
-        return Candidates(empty, empty.copy(), empty.copy())
+    ends = starts[:, None] + widths[None, :]  # (tokens, widths): doc-, start-, width-major
+    valid = ends <= lengths[doc_of_token][:, None]
     return Candidates(
-        numpy.concatenate(doc_ids), numpy.concatenate(starts), numpy.concatenate(ends)
+        numpy.broadcast_to(doc_of_token[:, None], ends.shape)[valid],
+        numpy.broadcast_to(starts[:, None], ends.shape)[valid],
+        ends[valid],
     )
 
 
@@ -95,34 +93,15 @@ class AttentionBlocks:
 def attention_blocks(
     lengths: Sequence[int], max_span_length: int, block_size: int, context_window: int
 ) -> AttentionBlocks:
-    doc_ids, block_starts, win_starts, win_lengths, first = [], [], [], [], []
-    n_blocks = 0
-    for doc_id, length in enumerate(lengths):
-        first.append(n_blocks)
-        if length == 0:
-            continue
-        starts = numpy.arange(0, length, block_size, dtype="int64")
-        lo = numpy.maximum(starts - context_window, 0)
-        hi = numpy.minimum(
-            starts + block_size + max_span_length - 1 + context_window, length
-        )
-        doc_ids.append(numpy.full(starts.shape[0], doc_id, dtype="int64"))
-        block_starts.append(starts)
-        win_starts.append(lo)
-        win_lengths.append(hi - lo)
-        n_blocks += starts.shape[0]
-    if not doc_ids:
-        empty = numpy.zeros((0,), dtype="int64")
-        return AttentionBlocks(
-            empty, empty.copy(), empty.copy(), empty.copy(), numpy.asarray(first, dtype="int64")
-        )
-    return AttentionBlocks(
-        numpy.concatenate(doc_ids),
-        numpy.concatenate(block_starts),
-        numpy.concatenate(win_starts),
-        numpy.concatenate(win_lengths),
-        numpy.asarray(first, dtype="int64"),
-    )
+    """The blocks of every doc, vectorized over the batch like the candidates."""
+    lengths = numpy.asarray(lengths, dtype="int64").reshape(-1)
+    n_blocks = -(-lengths // block_size)  # ceil; 0 for an empty doc
+    first = numpy.cumsum(n_blocks) - n_blocks
+    doc_ids = numpy.repeat(numpy.arange(lengths.shape[0], dtype="int64"), n_blocks)
+    block_starts = (numpy.arange(int(n_blocks.sum()), dtype="int64") - first[doc_ids]) * block_size
+    lo = numpy.maximum(block_starts - context_window, 0)
+    hi = numpy.minimum(block_starts + block_size + max_span_length - 1 + context_window, lengths[doc_ids])
+    return AttentionBlocks(doc_ids, block_starts, lo, hi - lo, first.astype("int64"))
 
 
 def max_window_length(max_span_length: int, block_size: int, context_window: int) -> int:

@@ -165,3 +165,28 @@ def test_spans_to_bio_out_of_range():
         spans_to_bio(3, [(2, 4, "PER")])
     with pytest.raises(ValueError, match="outside"):
         spans_to_bio(3, [(1, 1, "PER")])
+
+
+def brute_force_blocks(lengths, max_len, block_size, context):
+    rows, first, n = [], [], 0
+    for doc_id, length in enumerate(lengths):
+        first.append(n)
+        for start in range(0, length, block_size):
+            lo = max(start - context, 0)
+            hi = min(start + block_size + max_len - 1 + context, length)
+            rows.append((doc_id, start, lo, hi - lo))
+            n += 1
+    return rows, first
+
+
+def test_attention_blocks_match_the_nested_loop():
+    rng = random.Random(0)
+    for _ in range(200):
+        lengths = [rng.choice([0, 1, 5, 63, 64, 65, 200, rng.randint(0, 300)]) for _ in range(rng.randint(0, 9))]
+        max_len, block_size, context = rng.randint(1, 9), rng.randint(1, 70), rng.randint(0, 70)
+        blocks = attention_blocks(lengths, max_len, block_size, context)
+        rows, first = brute_force_blocks(lengths, max_len, block_size, context)
+        got = list(zip(blocks.doc_ids.tolist(), blocks.block_starts.tolist(),
+                       blocks.window_starts.tolist(), blocks.window_lengths.tolist()))
+        assert got == rows and blocks.first_block.tolist() == first
+        assert blocks.window_lengths.dtype == numpy.int64
