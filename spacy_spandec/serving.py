@@ -105,6 +105,9 @@ class _FrozenTables(nn.Module):
         self.net = net
         self.config = getattr(net, "config", None)
         self._tables: Dict[Tuple[bool, torch.dtype], Dict[str, torch.Tensor]] = {}
+        # A device move changes the parameters' data pointers, which makes
+        # serving_view build a new view: the device type is fixed per view.
+        self._device_type = next(net.parameters()).device.type
 
     def train(self, mode: bool = True) -> "_FrozenTables":
         """A view only predicts: Thinc's shim calls eval() before and train()
@@ -116,7 +119,7 @@ class _FrozenTables(nn.Module):
         return self
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        device_type = next(self.net.parameters()).device.type
+        device_type = self._device_type
         # Tables made under bf16 autocast are bf16: one set per autocast state.
         key = (torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type))
         if key not in self._tables:
@@ -125,23 +128,26 @@ class _FrozenTables(nn.Module):
         return self.net(*args, query_tables=self._tables[key], **kwargs)
 
 
-def _fingerprint(net: nn.Module) -> Tuple[Tuple[int, int], ...]:
-    """Changes when a parameter is replaced or modified in place by torch."""
-    return tuple((p.data_ptr(), p._version) for p in net.parameters())
+def _fingerprint(params: List[nn.Parameter]) -> Tuple[Tuple[int, int], ...]:
+    """Changes when torch modifies a parameter in place or moves its data."""
+    return tuple((p.data_ptr(), p._version) for p in params)
 
 
 def serving_view(net: nn.Module, dtype: str) -> nn.Module:
     """The net to predict with in `dtype`, with its weight-only tables computed
     once; cached until `invalidate(net)` (which the component's
-    `finish_update` calls) or until torch changes a parameter."""
+    `finish_update` calls) or until torch changes a parameter's data."""
     check_inference_dtype(dtype)
     if not hasattr(net, "spandec"):
         return net
-    views = _VIEWS.setdefault(net, {})
-    fingerprint = _fingerprint(net)
+    views = _VIEWS.get(net)
+    if views is None:
+        # The parameter list is walked once per net, not once per batch.
+        # Replacing a Parameter object (not its data) needs invalidate(net).
+        views = _VIEWS[net] = {"params": list(net.parameters())}
+    fingerprint = _fingerprint(views["params"])
     if views.get("fingerprint") != fingerprint:
-        views.clear()
-        views["fingerprint"] = fingerprint
+        views = _VIEWS[net] = {"params": views["params"], "fingerprint": fingerprint}
     if dtype not in views:
         if dtype == "int8":
             views[dtype] = _FrozenTables(quantize_decoder(net))
