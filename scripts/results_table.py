@@ -51,6 +51,7 @@ def collect(metrics_dir: Path, timings_path: Path) -> Dict[str, Any]:
     timings = load(timings_path) or {}
     rows: Dict[str, Any] = {}
     for run, dataset in runs_of(metrics_dir):
+        calibration = load(metrics_dir.parent / "results" / run / "calibration.json")
         for config in CONFIGS:
             metrics = load(metrics_dir / run / f"{config}.json")
             if metrics is None:
@@ -69,7 +70,6 @@ def collect(metrics_dir: Path, timings_path: Path) -> Dict[str, Any]:
             row["train_seconds"] = train.get("seconds")
             row["max_steps"] = train.get("vars", {}).get("max_steps")
             row["evaluate_seconds"] = timings.get(f"{run}/{config}/evaluate", {}).get("seconds")
-            calibration = load(metrics_dir.parent / "results" / run / "calibration.json")
             if calibration and config in ("spandec", "sf_spandec"):
                 if config == "sf_spandec":
                     row["sf_threshold"] = calibration["chosen"]["threshold"]

@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Sequence
 import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
-from spacy.util import load_config
+from spacy.util import load_config, minibatch
 
 from .pipeline_component import SpanDecNER
 
@@ -65,11 +65,20 @@ def sweep(
         docs = _run(pipe, docs)
     overwrite, original = component.overwrite_ents, getattr(component, setting)
     component.overwrite_ents = True
+    # The bias acts only when annotations are set: decode once, re-annotate per value.
+    predicted = None
+    if setting == "outside_bias":
+        predicted = [(batch, component.predict(batch)) for batch in minibatch(docs, 128)]
     rows = []
     try:
         for threshold in thresholds:
             setattr(component, setting, float(threshold))
-            scored = _run(component, docs)
+            if predicted is None:
+                scored = _run(component, docs)
+            else:
+                for batch, output in predicted:
+                    component.set_annotations(batch, output)
+                scored = docs
             for pipe in after:
                 scored = _run(pipe, scored)
             scores = component.score([Example(d, eg.reference) for d, eg in zip(scored, examples)])
