@@ -45,6 +45,7 @@ from spacy_spandec.scoring import score_ents
 from spacy_spandec.serving import quantize_encoder
 
 from bench_memory import peak_rss_mb  # scripts/ is on sys.path
+from run_all import CPU_STEPS
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 # name -> (kind, path template, component overrides, how to train it)
@@ -88,11 +89,18 @@ def label_of(name: str) -> str:
 
 
 def train_hint(name: str, dataset: str) -> str:
+    """The command that trains `name` at the CPU budget the other rows use."""
     if name == "spanmarker":
-        return f"python scripts/train_spanmarker.py --dataset {dataset} --output training/{dataset}/spanmarker"
+        return (
+            f"python scripts/train_spanmarker.py --dataset {dataset} --max-steps {CPU_STEPS} "
+            f"--output training/{dataset}/spanmarker"
+        )
     if name == "sf_spandec":
         return f"spacy project run calibrate . --vars.dataset {dataset}"
-    return f"spacy project run train . --vars.dataset {dataset} --vars.config {MODELS[name]['config']}"
+    return (
+        f"spacy project run train . --vars.dataset {dataset} --vars.config {MODELS[name]['config']} "
+        f"--vars.max_steps {CPU_STEPS} --vars.eval_frequency {CPU_STEPS // 2}"
+    )
 
 
 class Runner:

@@ -117,3 +117,15 @@ def test_benchmark_targets_report_every_variant_and_refuse_unequal_budgets():
     assert "SpanDec − Token F1: +0.60 (target ≥ +0.5: met)" in text
     assert "SF − SpanDec F1: -0.60 (target ≥ -0.5: missed)" in text
     assert "not comparable: trained 400 steps x 32 sentences vs 10 steps x 32 sentences" in text
+
+
+def test_benchmark_train_hints_use_the_budget_of_the_compared_rows():
+    """A skipped model's hint must train it at the budget the table compares
+    (run_all's CPU_STEPS), not at the train command's default."""
+    import benchmark
+    from run_all import CPU_STEPS
+
+    for name in ("token_cls", "spacy_ner", "spandec", "spanmarker"):
+        hint = benchmark.train_hint(name, "bc5cdr")
+        assert "bc5cdr" in hint
+        assert f"{CPU_STEPS}" in hint.split("steps", 1)[1].split()[0], hint
