@@ -129,3 +129,18 @@ def test_benchmark_train_hints_use_the_budget_of_the_compared_rows():
         hint = benchmark.train_hint(name, "bc5cdr")
         assert "bc5cdr" in hint
         assert f"{CPU_STEPS}" in hint.split("steps", 1)[1].split()[0], hint
+
+
+def test_benchmark_replot_redraws_table_and_plot_without_timing(tmp_path):
+    """--replot rebuilds benchmark.md and the Figure-1 plot from a saved
+    benchmark.json: the committed table is the one its JSON gives, and the
+    plot is a PNG; no model is loaded."""
+    import benchmark
+
+    saved = Path(benchmark.PROJECT_DIR) / "results" / "benchmark" / "benchmark.json"
+    benchmark.main(["--replot", str(saved), "--output", str(tmp_path)])
+    result = json.loads(saved.read_text())
+    assert (tmp_path / "benchmark.md").read_text() == saved.with_suffix(".md").read_text()
+    for dataset in result["datasets"]:
+        assert f"## {dataset}" in (tmp_path / "benchmark.md").read_text()
+    assert (tmp_path / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
