@@ -394,7 +394,7 @@ def plot(result: Dict[str, Any], path: Path) -> None:
             if row.get("seqeval_f") is not None
         ]
         points.sort(key=lambda p: p[1])
-        span = max((p[1] for p in points), default=1) - min((p[1] for p in points), default=0)
+        span = points[-1][1] - points[0][1] if points else 0.0  # sorted by F1
         slot = 0
         for i, (x, y, name, row) in enumerate(points):
             serving = name in SERVING
@@ -416,6 +416,15 @@ def plot(result: Dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def write_report(result: Dict[str, Any], output: Path) -> str:
+    """benchmark.md and benchmark.png of a result; returns the Markdown."""
+    output.mkdir(parents=True, exist_ok=True)
+    text = markdown(result)
+    (output / "benchmark.md").write_text(text)
+    plot(result, output / "benchmark.png")
+    return text
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=["conllpp", "bc5cdr"])
@@ -432,10 +441,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="redraw the table and plot from this benchmark.json into --output; times nothing")
     args = parser.parse_args(argv)
     if args.replot:
-        result = json.loads(args.replot.read_text())
-        args.output.mkdir(parents=True, exist_ok=True)
-        (args.output / "benchmark.md").write_text(markdown(result))
-        plot(result, args.output / "benchmark.png")
+        write_report(json.loads(args.replot.read_text()), args.output)
         return
     if args.rss_child:
         rss_child(args.rss_child, args.datasets[0], args.n_docs, args.batch_sizes[0])
@@ -455,9 +461,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         names = list(args.models) + (list(SERVING) if args.serving and i == 0 else [])
         result["datasets"][dataset] = benchmark_dataset(dataset, names, args)
         (args.output / "benchmark.json").write_text(json.dumps(result, indent=1))
-    (args.output / "benchmark.md").write_text(markdown(result))
-    plot(result, args.output / "benchmark.png")
-    print(markdown(result))
+    print(write_report(result, args.output))
 
 
 def _cpu_name() -> str:

@@ -101,7 +101,7 @@ def attention_blocks(
     block_starts = (numpy.arange(int(n_blocks.sum()), dtype="int64") - first[doc_ids]) * block_size
     lo = numpy.maximum(block_starts - context_window, 0)
     hi = numpy.minimum(block_starts + block_size + max_span_length - 1 + context_window, lengths[doc_ids])
-    return AttentionBlocks(doc_ids, block_starts, lo, hi - lo, first.astype("int64"))
+    return AttentionBlocks(doc_ids, block_starts, lo, hi - lo, first)
 
 
 def max_window_length(max_span_length: int, block_size: int, context_window: int) -> int:
