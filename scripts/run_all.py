@@ -134,10 +134,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--force", action="store_true", help="rerun steps weasel would skip")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     parser.add_argument("--timings", type=Path, default=PROJECT_DIR / "results" / "timings.json")
+    parser.add_argument("--run-record", type=Path, default=PROJECT_DIR / "results" / "run_all.json",
+                        help="where the wall time of this whole invocation is written")
     args = parser.parse_args(argv)
     args.datasets = expand(args.datasets, DATASETS)
     args.configs = expand(args.configs, CONFIGS)
 
+    run_started = time.perf_counter()
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     timings: Dict[str, Any] = {}
     if args.timings.exists() and not args.dry_run:
         timings = json.loads(args.timings.read_text())
@@ -194,6 +198,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                     break  # evaluate and package need the trained model
     if failed:
         print(f"{len(failed)} step(s) failed: {', '.join(failed)}")
+    if not args.dry_run:
+        # The sum of the step times misses what runs between steps and mixes
+        # runs of several invocations; this is the one uninterrupted run.
+        seconds = round(time.perf_counter() - run_started, 2)
+        record = {"argv": sys.argv[1:] if argv is None else list(argv), "budget": args.budget,
+                  "datasets": args.datasets, "configs": args.configs, "started": started,
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": seconds,
+                  "hours": round(seconds / 3600, 3), "failed": failed}
+        args.run_record.parent.mkdir(parents=True, exist_ok=True)
+        args.run_record.write_text(json.dumps(record, indent=1) + "\n")
+        print(f"whole run: {seconds:.0f} s ({seconds / 3600:.2f} h), recorded in {args.run_record}")
     print(f"timings: {args.timings}" if not args.dry_run else "dry run: nothing executed")
     return 1 if failed else 0
 
