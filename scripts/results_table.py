@@ -109,7 +109,12 @@ def run_dates(timings_path: Path) -> str:
     return days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
 
 
-def markdown(rows: Dict[str, Any], meta: Dict[str, Any], times: Optional[Dict[str, float]] = None) -> str:
+def markdown(
+    rows: Dict[str, Any],
+    meta: Dict[str, Any],
+    times: Optional[Dict[str, float]] = None,
+    whole_run: Optional[Dict[str, Any]] = None,
+) -> str:
     lines = [
         "# Results",
         "",
@@ -147,6 +152,14 @@ def markdown(rows: Dict[str, Any], meta: Dict[str, Any], times: Optional[Dict[st
         lines.append(f"| runs of `spacy project run all` (cpu budget: {', '.join(r for r in times if r in DATASETS)}) "
                      f"| {in_all:.0f} | {in_all / 3600:.2f} |")
         lines.append(f"| total | {total:.0f} | {total / 3600:.2f} |")
+    if whole_run:
+        failed = whole_run.get("failed") or []
+        lines += ["", f"One uninterrupted `python scripts/run_all.py {' '.join(whole_run.get('argv') or [])}`".rstrip()
+                  + f" ({whole_run.get('budget')} budget; datasets {', '.join(whole_run.get('datasets') or [])}; "
+                  f"models {', '.join(whole_run.get('configs') or [])}): {whole_run['started']} to "
+                  f"{whole_run['finished']}, {whole_run['seconds']:.0f} s ({whole_run['seconds'] / 3600:.2f} h), "
+                  + (f"failed steps: {', '.join(failed)}." if failed else "no step failed.")
+                  + " From results/run_all.json."]
     return "\n".join(lines) + "\n"
 
 
@@ -155,10 +168,13 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, default=Path("metrics"))
     parser.add_argument("--timings", type=Path, default=Path("results/timings.json"))
     parser.add_argument("--output", type=Path, default=Path("results/results"))
+    parser.add_argument("--run-record", type=Path, default=Path("results/run_all.json"),
+                        help="wall time of one whole run_all.py invocation, if there is one")
     parser.add_argument("--command", default="spacy project run all")
     args = parser.parse_args()
     rows = collect(args.metrics, args.timings)
     times = wall_times(args.timings)
+    whole_run = load(args.run_record)
     meta = {
         "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()}-core CPU, no GPU".replace("  ", " "),
         "date": run_dates(args.timings),
@@ -166,10 +182,11 @@ def main() -> None:
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.output}.json").write_text(
-        json.dumps({"meta": meta, "rows": rows, "wall_seconds": times}, indent=2) + "\n"
+        json.dumps({"meta": meta, "rows": rows, "wall_seconds": times, "whole_run": whole_run}, indent=2) + "\n"
     )
-    Path(f"{args.output}.md").write_text(markdown(rows, meta, times))
-    print(markdown(rows, meta, times))
+    table = markdown(rows, meta, times, whole_run)
+    Path(f"{args.output}.md").write_text(table)
+    print(table)
 
 
 if __name__ == "__main__":

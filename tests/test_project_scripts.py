@@ -144,3 +144,26 @@ def test_benchmark_replot_redraws_table_and_plot_without_timing(tmp_path):
     for dataset in result["datasets"]:
         assert f"## {dataset}" in (tmp_path / "benchmark.md").read_text()
     assert (tmp_path / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_all_records_the_wall_time_of_the_whole_invocation(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_step(step, variables, force, dry_run):
+        calls.append(step)
+        return {"step": step, "vars": variables, "returncode": 0, "seconds": 0.5, "skipped": False}
+
+    monkeypatch.setattr(run_all, "run_step", fake_step)
+    record = tmp_path / "run_all.json"
+    args = ["--datasets", "bc5cdr", "--timings", str(tmp_path / "t.json"), "--run-record", str(record)]
+    assert run_all.main(args) == 0
+    assert calls[:3] == ["assets", "convert", "train"] and "package" in calls
+    whole = json.loads(record.read_text())
+    assert whole["datasets"] == ["bc5cdr"] and whole["configs"] == run_all.CONFIGS
+    assert whole["budget"] == "cpu" and whole["failed"] == []
+    assert 0 <= whole["seconds"] < 60 and whole["started"] <= whole["finished"]
+    times = results_table.wall_times(tmp_path / "t.json")
+    assert times == {"bc5cdr": 0.5 * len(calls)}
+    table = results_table.markdown({}, {"machine": "m", "date": "d", "command": "c"}, times, whole)
+    assert "One uninterrupted `python scripts/run_all.py --datasets bc5cdr" in table
+    assert f"{whole['seconds']:.0f} s" in table and "no step failed" in table

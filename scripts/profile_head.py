@@ -1,0 +1,110 @@
+"""The `spandec_ner` head alone: time, stages and PyTorch op count per batch.
+
+Why: the speed targets hinge on the head's fixed cost per batch, which is a
+few milliseconds spread over many small steps. Timing whole pipelines cannot
+say which step; this runs the transformer once on the test texts, keeps its
+output on the docs, then runs only the head on those docs (`predict` +
+`set_annotations`, as `nlp.pipe` does), so repeated passes measure the head
+and nothing else.
+
+    python scripts/profile_head.py training/conllpp/sf_spandec/model-best corpus/conllpp/test.spacy \\
+        --n-docs 400 --batch-size 8 --output results/profile/head.json
+
+Reported: ms per doc (median of `--repeats` passes, with min-max), the
+aten-op calls per batch that torch.profiler counts (a count, so unaffected
+by other load on the machine), and with `--stages` the share of each Python
+function from pyinstrument (sampling; a guide to where to look, not a
+measurement to report).
+"""
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import spacy
+import torch
+from spacy.tokens import Doc, DocBin
+
+
+def run_head(ner: Any, batches: List[List[Doc]]) -> None:
+    for batch in batches:
+        ner.set_annotations(batch, ner.predict(batch))
+
+
+def op_count(ner: Any, batches: List[List[Doc]]) -> Dict[str, Any]:
+    """Top-level aten calls per batch (nested calls not counted twice)."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        run_head(ner, batches)
+    top_level = [e for e in prof.events() if e.name.startswith("aten::") and (
+        e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))]
+    kinds: Dict[str, int] = {}
+    for event in top_level:
+        kinds[event.name] = kinds.get(event.name, 0) + 1
+    per_batch = len(top_level) / len(batches)
+    common = sorted(kinds.items(), key=lambda kv: -kv[1])[:15]
+    return {"aten_calls_per_batch": round(per_batch, 1),
+            "most_called": {name: round(n / len(batches), 1) for name, n in common}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pipeline")
+    parser.add_argument("texts", help="a .spacy file; its first --n-docs texts are used")
+    parser.add_argument("--n-docs", type=int, default=400)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sf-threshold", type=float, default=None, help="default: the pipeline's own")
+    parser.add_argument("--inference-dtype", default=None, help="default: the pipeline's own")
+    parser.add_argument("--stages", action="store_true", help="also print a pyinstrument profile")
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args()
+
+    nlp = spacy.load(args.pipeline)
+    ner = nlp.get_pipe("spandec_ner")
+    if args.sf_threshold is not None:
+        ner.sf_threshold = args.sf_threshold
+    if args.inference_dtype is not None:
+        ner.inference_dtype = args.inference_dtype
+    texts = [d.text for d in DocBin().from_disk(args.texts).get_docs(nlp.vocab)][: args.n_docs]
+    docs = list(nlp.pipe(texts, batch_size=args.batch_size, disable=["spandec_ner"]))
+    batches = [docs[i : i + args.batch_size] for i in range(0, len(docs), args.batch_size)]
+    run_head(ner, batches[:8])  # warm-up: serving view, allocator, caches
+    runs = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        run_head(ner, batches)
+        runs.append(1000 * (time.perf_counter() - start) / len(docs))
+    kept = sum(d.spans[ner.spans_key].attrs["n_kept"] for d in docs)
+    candidates = sum(d.spans[ner.spans_key].attrs["n_candidates"] for d in docs)
+    result: Dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "pipeline": args.pipeline,
+        "torch_threads": torch.get_num_threads(),
+        "n_docs": len(docs),
+        "batch_size": args.batch_size,
+        "sf_threshold": ner.sf_threshold,
+        "inference_dtype": ner.inference_dtype,
+        "kept_fraction": round(kept / max(candidates, 1), 4),
+        "head_ms_per_doc": round(statistics.median(runs), 3),
+        "head_ms_per_doc_runs": [round(r, 3) for r in runs],
+        **op_count(ner, batches),
+    }
+    print(json.dumps(result, indent=1))
+    if args.stages:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0002)
+        with profiler:
+            run_head(ner, batches)
+        print(profiler.output_text(unicode=False, color=False, show_all=False))
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
