@@ -50,6 +50,38 @@ def op_count(ner: Any, batches: List[List[Doc]]) -> Dict[str, Any]:
     }
 
 
+def mlp_floor(ner: Any, rows: int, batch_size: int) -> Dict[str, float]:
+    """ms per doc of the decoder's per-span layers alone (output projection,
+    MLP, classifier) on `rows` random rows, float32 and the bf16 serving
+    copy: the part of the head that is arithmetic, not overhead, at this
+    kept fraction."""
+    from spacy_spandec.layers.spandec_model import decoder_net
+    from spacy_spandec.serving import bfloat16_decoder
+
+    net = decoder_net(ner.model)
+    out: Dict[str, float] = {}
+    for name, view in (("float32", net), ("bfloat16", bfloat16_decoder(net))):
+        dec = view.spandec["decoder"]
+        x = torch.randn(max(rows, 2), dec.width)
+
+        def layers() -> torch.Tensor:
+            hidden = x + dec.o_proj(x)
+            hidden = hidden + dec.mlp(dec.norm_mlp(hidden))
+            return dec.classifier(hidden.reshape(-1, 2 * dec.width))
+
+        with torch.no_grad():
+            for _ in range(20):
+                layers()
+            times = []
+            for _ in range(7):
+                start = time.perf_counter()
+                for _ in range(50):
+                    layers()
+                times.append((time.perf_counter() - start) / 50)
+        out[name] = round(1000 * statistics.median(times) / batch_size, 3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("pipeline")
@@ -93,6 +125,9 @@ def main() -> None:
         "head_ms_per_doc_runs": [round(r, 3) for r in runs],
         **op_count(ner, batches),
     }
+    rows = 2 * round(kept / len(batches))  # two marker rows per decoded span
+    result["decoded_rows_per_batch"] = rows
+    result["per_span_layers_ms_per_doc"] = mlp_floor(ner, rows, args.batch_size)
     print(json.dumps(result, indent=1))
     if args.stages:
         from pyinstrument import Profiler

@@ -91,7 +91,15 @@ def reference_logits(dec: SpanDecoder, inputs) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def test_decoder_matches_naive_reference():
+@pytest.fixture(params=["fused", "grouped"])
+def attention_path(request, monkeypatch):
+    """Run a test with the whole batch in one masked SDPA call (small
+    batches) and with block windows in padded groups (large ones)."""
+    monkeypatch.setattr(decoder_module, "_MAX_FUSED_ELEMENTS", 1 << 40 if request.param == "fused" else 0)
+    return request.param
+
+
+def test_decoder_matches_naive_reference(attention_path):
     dec = make_decoder()
     inputs = make_inputs(LENGTHS)
     assert int(inputs["span_blocks"].max()) + 1 >= 19  # the long doc has many blocks
@@ -104,6 +112,7 @@ def test_decoder_matches_naive_reference():
 
 @pytest.mark.parametrize("bound", ["_MAX_SCORE_ELEMENTS", "_MIN_SPLIT_ELEMENTS"])
 def test_decoder_matches_reference_however_blocks_are_grouped(monkeypatch, bound):
+    monkeypatch.setattr(decoder_module, "_MAX_FUSED_ELEMENTS", 0)
     dec = make_decoder(seed=1)
     inputs = make_inputs(LENGTHS, seed=1)
     with torch.no_grad():
@@ -116,7 +125,7 @@ def test_decoder_matches_reference_however_blocks_are_grouped(monkeypatch, bound
 
 
 @pytest.mark.parametrize("keep_every", [3, 17, 101])
-def test_decoder_on_a_sparse_subset_of_spans_matches_reference(keep_every):
+def test_decoder_on_a_sparse_subset_of_spans_matches_reference(keep_every, attention_path):
     """After span filtering only a few (block, marker, position) queries are
     left, unevenly spread over blocks: each must still get its own attention."""
     dec = make_decoder(seed=2)
@@ -139,7 +148,7 @@ def test_precomputed_query_tables_give_the_same_logits():
     torch.testing.assert_close(got, expected, atol=0, rtol=0)
 
 
-def test_decoder_spans_do_not_attend_to_each_other():
+def test_decoder_spans_do_not_attend_to_each_other(attention_path):
     """Decoding a subset of spans gives the same logits for those spans."""
     dec = make_decoder()
     inputs = make_inputs(LENGTHS)
@@ -167,7 +176,7 @@ def test_decoder_width_must_divide_heads():
         SpanDecoder(30, 3, 4, 4.0, 0.0, 10)
 
 
-def test_gradients_flow_to_every_token():
+def test_gradients_flow_to_every_token(attention_path):
     dec = make_decoder()
     inputs = make_inputs(LENGTHS)
     inputs["tokens"].requires_grad_(True)
@@ -179,7 +188,7 @@ def test_gradients_flow_to_every_token():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
 
 
-def test_gradient_of_one_span_is_local_to_its_window():
+def test_gradient_of_one_span_is_local_to_its_window(attention_path):
     dec = make_decoder()
     inputs = make_inputs([300])
     inputs["tokens"].requires_grad_(True)

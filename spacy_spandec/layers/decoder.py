@@ -31,6 +31,13 @@ _MAX_SCORE_ELEMENTS = 1 << 25
 _MIN_SPLIT_ELEMENTS = 1 << 16
 # Spans decoded at once at inference (bounds the query/MLP activations).
 _INFERENCE_CHUNK = 1 << 15
+# Up to this many attention-score elements (heads x span queries x keys),
+# a batch is attended in one fused scaled_dot_product_attention call over
+# all its block windows and span pairs, with a mask keeping each query to
+# its own window and pair: one kernel instead of dozens of small ops, which
+# is what an SF-pruned batch of sentences costs. Larger batches use the
+# grouped path, whose work does not grow with the square of the batch.
+_MAX_FUSED_ELEMENTS = 1 << 20
 
 
 POSITION_INITS = ("sinusoidal", "random")
@@ -191,6 +198,79 @@ class SpanDecoder(nn.Module):
         # One gather from the (2P, 4d) table: row p is a start query, P + p an end query.
         own = queries.reshape(2 * n_pos, 4 * d)[torch.stack([rel_starts, rel_ends + n_pos], dim=1)]  # (n, 2, 4d)
         marker_in, q, k_self, v_self = own.split(d, dim=-1)
+        n_keys = int(window_lengths.sum()) + 2 * n
+        if self.n_heads * 2 * n * n_keys <= _MAX_FUSED_ELEMENTS:
+            attended = self._attend_fused(
+                q, k_self, v_self, text_keys, text_values, tables["pos_keys"], tables["pos_values"],
+                span_blocks, window_starts, window_lengths,
+            )
+        else:
+            attended = self._attend_grouped(
+                queries, q, k_self, v_self, text_keys, text_values, tables,
+                span_blocks, rel_starts, rel_ends, window_starts, window_lengths,
+            )
+        hidden = marker_in + self.dropout(self.o_proj(attended))
+        hidden = hidden + self.dropout(self.mlp(self.norm_mlp(hidden)))
+        return self.classifier(hidden.reshape(n, 2 * d))
+
+    def _attend_fused(
+        self,
+        q: torch.Tensor,
+        k_self: torch.Tensor,
+        v_self: torch.Tensor,
+        text_keys: torch.Tensor,
+        text_values: torch.Tensor,
+        pos_keys: torch.Tensor,
+        pos_values: torch.Tensor,
+        span_blocks: torch.Tensor,
+        window_starts: torch.Tensor,
+        window_lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        """Attention of every span query over [own pair, own window] in one
+        masked SDPA call: keys are all block windows laid end to end, then
+        every span's two queries as keys of its own pair. (n, 2, d)."""
+        n, d = q.shape[0], self.width
+        h, hw = self.n_heads, self.head_width
+        device = q.device
+        n_text = int(window_lengths.sum())
+        key_block = torch.repeat_interleave(
+            torch.arange(window_lengths.shape[0], device=device), window_lengths, output_size=n_text
+        )
+        key_pos = torch.arange(n_text, device=device) - (torch.cumsum(window_lengths, 0) - window_lengths)[key_block]
+        key_index = window_starts[key_block] + key_pos
+        keys = torch.cat([text_keys[key_index] + pos_keys[key_pos], k_self.reshape(2 * n, d)])
+        values = torch.cat([text_values[key_index] + pos_values[key_pos], v_self.reshape(2 * n, d)])
+        span_of_row = torch.arange(n, device=device).repeat_interleave(2)
+        allowed = torch.cat(
+            [span_blocks[span_of_row][:, None] == key_block[None, :], span_of_row[:, None] == span_of_row[None, :]],
+            dim=1,
+        )  # (2n, n_text + 2n)
+        out = F.scaled_dot_product_attention(
+            q.reshape(2 * n, h, hw).transpose(0, 1)[None],
+            keys.view(-1, h, hw).transpose(0, 1)[None],
+            values.view(-1, h, hw).transpose(0, 1)[None],
+            attn_mask=allowed[None, None],
+        )  # (1, h, 2n, hw)
+        return out[0].transpose(0, 1).reshape(n, 2, d)
+
+    def _attend_grouped(
+        self,
+        queries: torch.Tensor,
+        q: torch.Tensor,
+        k_self: torch.Tensor,
+        v_self: torch.Tensor,
+        text_keys: torch.Tensor,
+        text_values: torch.Tensor,
+        tables: Dict[str, torch.Tensor],
+        span_blocks: torch.Tensor,
+        rel_starts: torch.Tensor,
+        rel_ends: torch.Tensor,
+        window_starts: torch.Tensor,
+        window_lengths: torch.Tensor,
+    ) -> torch.Tensor:
+        """Text attention once per distinct query, in block groups, merged
+        with each span's own pair: (n, 2, d)."""
+        d = self.width
         text_max, text_sum, text_out = self._attend_text(
             queries[..., d : 2 * d],
             text_keys,
@@ -203,10 +283,7 @@ class SpanDecoder(nn.Module):
             window_starts,
             window_lengths,
         )
-        attended = self._merge_self(q, k_self, v_self, text_max, text_sum, text_out)
-        hidden = marker_in + self.dropout(self.o_proj(attended))
-        hidden = hidden + self.dropout(self.mlp(self.norm_mlp(hidden)))
-        return self.classifier(hidden.reshape(n, 2 * d))
+        return self._merge_self(q, k_self, v_self, text_max, text_sum, text_out)
 
     def _attend_text(
         self,
