@@ -63,6 +63,7 @@ SERVING: Dict[str, Dict[str, Any]] = {
     "spandec+bf16": {"base": "spandec", "dtype": "bfloat16", "encoder_int8": False},
     "sf_spandec+bf16": {"base": "sf_spandec", "dtype": "bfloat16", "encoder_int8": False},
     "spandec+int8dec": {"base": "spandec", "dtype": "int8", "encoder_int8": False},
+    "sf_spandec+int8dec": {"base": "sf_spandec", "dtype": "int8", "encoder_int8": False},
     "spandec+int8": {"base": "spandec", "dtype": "int8", "encoder_int8": True},
     "sf_spandec+int8": {"base": "sf_spandec", "dtype": "int8", "encoder_int8": True},
 }

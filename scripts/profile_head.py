@@ -27,6 +27,8 @@ import spacy
 import torch
 from spacy.tokens import Doc, DocBin
 
+from spacy_spandec.layers import decoder as decoder_module
+
 
 def run_head(ner: Any, batches: List[List[Doc]]) -> None:
     for batch in batches:
@@ -92,6 +94,8 @@ def main() -> None:
     parser.add_argument("--sf-threshold", type=float, default=None, help="default: the pipeline's own")
     parser.add_argument("--inference-dtype", default=None, help="default: the pipeline's own")
     parser.add_argument("--stages", action="store_true", help="also print a pyinstrument profile")
+    parser.add_argument("--compare-grouped", action="store_true",
+                        help="alternate with the grouped attention path forced (no fused SDPA call), same process")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
 
@@ -105,11 +109,15 @@ def main() -> None:
     docs = list(nlp.pipe(texts, batch_size=args.batch_size, disable=["spandec_ner"]))
     batches = [docs[i : i + args.batch_size] for i in range(0, len(docs), args.batch_size)]
     run_head(ner, batches[:8])  # warm-up: serving view, allocator, caches
-    runs = []
+    fused_bound = decoder_module._MAX_FUSED_ELEMENTS
+    runs, grouped_runs = [], []
     for _ in range(args.repeats):
-        start = time.perf_counter()
-        run_head(ner, batches)
-        runs.append(1000 * (time.perf_counter() - start) / len(docs))
+        for forced_grouped in ([False, True] if args.compare_grouped else [False]):
+            decoder_module._MAX_FUSED_ELEMENTS = 0 if forced_grouped else fused_bound
+            start = time.perf_counter()
+            run_head(ner, batches)
+            (grouped_runs if forced_grouped else runs).append(1000 * (time.perf_counter() - start) / len(docs))
+    decoder_module._MAX_FUSED_ELEMENTS = fused_bound
     kept = sum(d.spans[ner.spans_key].attrs["n_kept"] for d in docs)
     candidates = sum(d.spans[ner.spans_key].attrs["n_candidates"] for d in docs)
     result: Dict[str, Any] = {
@@ -125,6 +133,9 @@ def main() -> None:
         "head_ms_per_doc_runs": [round(r, 3) for r in runs],
         **op_count(ner, batches),
     }
+    if grouped_runs:
+        result["grouped_head_ms_per_doc"] = round(statistics.median(grouped_runs), 3)
+        result["grouped_head_ms_per_doc_runs"] = [round(r, 3) for r in grouped_runs]
     rows = 2 * round(kept / len(batches))  # two marker rows per decoded span
     result["decoded_rows_per_batch"] = rows
     result["per_span_layers_ms_per_doc"] = mlp_floor(ner, rows, args.batch_size)
