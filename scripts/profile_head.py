@@ -28,57 +28,52 @@ import torch
 from spacy.tokens import Doc, DocBin
 
 from spacy_spandec.layers import decoder as decoder_module
+from spacy_spandec.layers.spandec_model import decoder_net
+from spacy_spandec.serving import bfloat16_decoder
+
+from profile_split import top_ops  # scripts/ is on sys.path
 
 
-def run_head(ner: Any, batches: List[List[Doc]]) -> None:
-    for batch in batches:
-        ner.set_annotations(batch, ner.predict(batch))
+def run_head(ner: Any, docs: List[Doc], batch_size: int) -> None:
+    """The head as `nlp.pipe` runs it: predict + set_annotations per batch."""
+    for _ in ner.pipe(docs, batch_size=batch_size):
+        pass
 
 
-def op_count(ner: Any, batches: List[List[Doc]]) -> Dict[str, Any]:
+def op_count(ner: Any, docs: List[Doc], batch_size: int) -> Dict[str, Any]:
     """Top-level aten calls per batch (nested calls not counted twice), and
     the op kinds with the largest share of self CPU time."""
     from torch.profiler import profile
 
     with profile() as prof:
-        run_head(ner, batches)
+        run_head(ner, docs, batch_size)
     top_level = [e for e in prof.events() if e.name.startswith("aten::") and (
         e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))]
-    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    n_batches = -(-len(docs) // batch_size)
     return {
-        "aten_calls_per_batch": round(len(top_level) / len(batches), 1),
-        "self_cpu_share": {e.key: round(e.self_cpu_time_total / total, 3) for e in events[:10]},
+        "aten_calls_per_batch": round(len(top_level) / n_batches, 1),
+        "self_cpu_share": {op["op"]: op["share"] for op in top_ops(prof, 10)},
     }
 
 
-def mlp_floor(ner: Any, rows: int, batch_size: int) -> Dict[str, float]:
-    """ms per doc of the decoder's per-span layers alone (output projection,
-    MLP, classifier) on `rows` random rows, float32 and the bf16 serving
-    copy: the part of the head that is arithmetic, not overhead, at this
-    kept fraction."""
-    from spacy_spandec.layers.spandec_model import decoder_net
-    from spacy_spandec.serving import bfloat16_decoder
-
+def span_head_ms(ner: Any, rows: int, batch_size: int) -> Dict[str, float]:
+    """ms per doc of the decoder's per-span layers alone (`SpanDecoder.span_head`:
+    output projection, MLP, classifier) on `rows` random rows, float32 and
+    the bf16 serving copy: the part of the head that is arithmetic, not
+    overhead, at this kept fraction."""
     net = decoder_net(ner.model)
     out: Dict[str, float] = {}
     for name, view in (("float32", net), ("bfloat16", bfloat16_decoder(net))):
         dec = view.spandec["decoder"]
-        x = torch.randn(max(rows, 2), dec.width)
-
-        def layers() -> torch.Tensor:
-            hidden = x + dec.o_proj(x)
-            hidden = hidden + dec.mlp(dec.norm_mlp(hidden))
-            return dec.classifier(hidden.reshape(-1, 2 * dec.width))
-
+        x = torch.randn(max(rows // 2, 1), 2, dec.width)
         with torch.no_grad():
             for _ in range(20):
-                layers()
+                dec.span_head(x, x)
             times = []
             for _ in range(7):
                 start = time.perf_counter()
                 for _ in range(50):
-                    layers()
+                    dec.span_head(x, x)
                 times.append((time.perf_counter() - start) / 50)
         out[name] = round(1000 * statistics.median(times) / batch_size, 3)
     return out
@@ -107,15 +102,15 @@ def main() -> None:
         ner.inference_dtype = args.inference_dtype
     texts = [d.text for d in DocBin().from_disk(args.texts).get_docs(nlp.vocab)][: args.n_docs]
     docs = list(nlp.pipe(texts, batch_size=args.batch_size, disable=["spandec_ner"]))
-    batches = [docs[i : i + args.batch_size] for i in range(0, len(docs), args.batch_size)]
-    run_head(ner, batches[:8])  # warm-up: serving view, allocator, caches
+    n_batches = -(-len(docs) // args.batch_size)
+    run_head(ner, docs[: 8 * args.batch_size], args.batch_size)  # warm-up: serving view, allocator, caches
     fused_bound = decoder_module._MAX_FUSED_ELEMENTS
     runs, grouped_runs = [], []
     for _ in range(args.repeats):
         for forced_grouped in ([False, True] if args.compare_grouped else [False]):
             decoder_module._MAX_FUSED_ELEMENTS = 0 if forced_grouped else fused_bound
             start = time.perf_counter()
-            run_head(ner, batches)
+            run_head(ner, docs, args.batch_size)
             (grouped_runs if forced_grouped else runs).append(1000 * (time.perf_counter() - start) / len(docs))
     decoder_module._MAX_FUSED_ELEMENTS = fused_bound
     kept = sum(d.spans[ner.spans_key].attrs["n_kept"] for d in docs)
@@ -131,21 +126,21 @@ def main() -> None:
         "kept_fraction": round(kept / max(candidates, 1), 4),
         "head_ms_per_doc": round(statistics.median(runs), 3),
         "head_ms_per_doc_runs": [round(r, 3) for r in runs],
-        **op_count(ner, batches),
+        **op_count(ner, docs, args.batch_size),
     }
     if grouped_runs:
         result["grouped_head_ms_per_doc"] = round(statistics.median(grouped_runs), 3)
         result["grouped_head_ms_per_doc_runs"] = [round(r, 3) for r in grouped_runs]
-    rows = 2 * round(kept / len(batches))  # two marker rows per decoded span
+    rows = 2 * round(kept / n_batches)  # two marker rows per decoded span
     result["decoded_rows_per_batch"] = rows
-    result["per_span_layers_ms_per_doc"] = mlp_floor(ner, rows, args.batch_size)
+    result["per_span_layers_ms_per_doc"] = span_head_ms(ner, rows, args.batch_size)
     print(json.dumps(result, indent=1))
     if args.stages:
         from pyinstrument import Profiler
 
         profiler = Profiler(interval=0.0002)
         with profiler:
-            run_head(ner, batches)
+            run_head(ner, docs, args.batch_size)
         print(profiler.output_text(unicode=False, color=False, show_all=False))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)

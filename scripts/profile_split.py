@@ -105,6 +105,17 @@ def main() -> None:
         args.output.write_text(json.dumps(result, indent=1) + "\n")
 
 
+def top_ops(prof: Any, n: int) -> List[Dict[str, Any]]:
+    """The `n` op kinds with the most self CPU time in a torch.profiler run."""
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    return [
+        {"op": e.key, "self_ms": round(e.self_cpu_time_total / 1000, 1),
+         "share": round(e.self_cpu_time_total / total, 3), "calls": e.count}
+        for e in events[:n]
+    ]
+
+
 def op_profile(nlp: Language, ner: Any, texts: List[str], batch_size: int) -> Dict[str, List[Dict[str, Any]]]:
     """The span decoder's top PyTorch ops (self CPU time) for each dtype, SF off."""
     from torch.profiler import profile
@@ -119,13 +130,7 @@ def op_profile(nlp: Language, ner: Any, texts: List[str], batch_size: int) -> Di
         with profile() as prof:
             for batch in batches:
                 ner.predict(batch)
-        events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-        total = sum(e.self_cpu_time_total for e in events)
-        out[dtype] = [
-            {"op": e.key, "self_ms": round(e.self_cpu_time_total / 1000, 1),
-             "share": round(e.self_cpu_time_total / total, 3), "calls": e.count}
-            for e in events[:12]
-        ]
+        out[dtype] = top_ops(prof, 12)
         print(dtype, ", ".join(f"{r['op']} {100 * r['share']:.0f}%" for r in out[dtype][:6]))
     return out
 

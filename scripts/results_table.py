@@ -153,13 +153,13 @@ def markdown(
                      f"| {in_all:.0f} | {in_all / 3600:.2f} |")
         lines.append(f"| total | {total:.0f} | {total / 3600:.2f} |")
     if whole_run:
-        failed = whole_run.get("failed") or []
-        lines += ["", f"One uninterrupted `python scripts/run_all.py {' '.join(whole_run.get('argv') or [])}`".rstrip()
-                  + f" ({whole_run.get('budget')} budget; datasets {', '.join(whole_run.get('datasets') or [])}; "
-                  f"models {', '.join(whole_run.get('configs') or [])}): {whole_run['started']} to "
-                  f"{whole_run['finished']}, {whole_run['seconds']:.0f} s ({whole_run['seconds'] / 3600:.2f} h), "
-                  + (f"failed steps: {', '.join(failed)}." if failed else "no step failed.")
-                  + " From results/run_all.json."]
+        command = " ".join(["python scripts/run_all.py"] + whole_run["argv"])
+        seconds = whole_run["seconds"]
+        outcome = f"failed steps: {', '.join(whole_run['failed'])}" if whole_run["failed"] else "no step failed"
+        lines += ["", f"One uninterrupted `{command}` ({whole_run['budget']} budget; datasets "
+                  f"{', '.join(whole_run['datasets'])}; models {', '.join(whole_run['configs'])}): "
+                  f"{whole_run['started']} to {whole_run['finished']}, {seconds:.0f} s ({seconds / 3600:.2f} h), "
+                  f"{outcome}. From results/run_all.json."]
     return "\n".join(lines) + "\n"
 
 

@@ -81,6 +81,11 @@ def max_steps(budget: str, run: str, granularity: str, config: str) -> Optional[
     return math.ceil(PAPER_EPOCHS * train["samples"] / samples_per_step(config))
 
 
+def now() -> str:
+    """The local time as timings.json and run_all.json record it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
 def run_step(step: str, variables: Dict[str, Any], force: bool, dry_run: bool) -> Dict[str, Any]:
     """Run one project command, echoing its output; returns the timing record."""
     cmd = [sys.executable, "-m", "spacy", "project", "run", step, str(PROJECT_DIR)]
@@ -99,8 +104,7 @@ def run_step(step: str, variables: Dict[str, Any], force: bool, dry_run: bool) -
         skipped = skipped or f"Skipping '{step}'" in line
     returncode = proc.wait()
     seconds = round(time.perf_counter() - start, 2)
-    finished = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    return {**record, "returncode": returncode, "seconds": seconds, "skipped": skipped, "finished": finished}
+    return {**record, "returncode": returncode, "seconds": seconds, "skipped": skipped, "finished": now()}
 
 
 def expand(chosen: List[str], every: List[str]) -> List[str]:
@@ -141,7 +145,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args.configs = expand(args.configs, CONFIGS)
 
     run_started = time.perf_counter()
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    started = now()
     timings: Dict[str, Any] = {}
     if args.timings.exists() and not args.dry_run:
         timings = json.loads(args.timings.read_text())
@@ -204,8 +208,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         seconds = round(time.perf_counter() - run_started, 2)
         record = {"argv": sys.argv[1:] if argv is None else list(argv), "budget": args.budget,
                   "datasets": args.datasets, "configs": args.configs, "started": started,
-                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": seconds,
-                  "hours": round(seconds / 3600, 3), "failed": failed}
+                  "finished": now(), "seconds": seconds, "failed": failed}
         args.run_record.parent.mkdir(parents=True, exist_ok=True)
         args.run_record.write_text(json.dumps(record, indent=1) + "\n")
         print(f"whole run: {seconds:.0f} s ({seconds / 3600:.2f} h), recorded in {args.run_record}")

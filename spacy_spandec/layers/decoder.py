@@ -198,20 +198,25 @@ class SpanDecoder(nn.Module):
         # One gather from the (2P, 4d) table: row p is a start query, P + p an end query.
         own = queries.reshape(2 * n_pos, 4 * d)[torch.stack([rel_starts, rel_ends + n_pos], dim=1)]  # (n, 2, 4d)
         marker_in, q, k_self, v_self = own.split(d, dim=-1)
-        n_keys = int(window_lengths.sum()) + 2 * n
-        if self.n_heads * 2 * n * n_keys <= _MAX_FUSED_ELEMENTS:
+        n_text = int(window_lengths.sum())
+        if self.n_heads * 2 * n * (n_text + 2 * n) <= _MAX_FUSED_ELEMENTS:
             attended = self._attend_fused(
-                q, k_self, v_self, text_keys, text_values, tables["pos_keys"], tables["pos_values"],
-                span_blocks, window_starts, window_lengths,
+                q, k_self, v_self, text_keys, text_values, tables, span_blocks, window_starts, window_lengths, n_text
             )
         else:
             attended = self._attend_grouped(
-                queries, q, k_self, v_self, text_keys, text_values, tables,
+                q, k_self, v_self, text_keys, text_values, tables,
                 span_blocks, rel_starts, rel_ends, window_starts, window_lengths,
             )
+        return self.span_head(marker_in, attended)
+
+    def span_head(self, marker_in: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """The per-span layers after attention: output projection with the
+        residual, the shared MLP, the classifier over [h_i; h_j].
+        (n, 2, d), (n, 2, d) -> (n, n_classes)."""
         hidden = marker_in + self.dropout(self.o_proj(attended))
         hidden = hidden + self.dropout(self.mlp(self.norm_mlp(hidden)))
-        return self.classifier(hidden.reshape(n, 2 * d))
+        return self.classifier(hidden.reshape(hidden.shape[0], 2 * self.width))
 
     def _attend_fused(
         self,
@@ -220,26 +225,26 @@ class SpanDecoder(nn.Module):
         v_self: torch.Tensor,
         text_keys: torch.Tensor,
         text_values: torch.Tensor,
-        pos_keys: torch.Tensor,
-        pos_values: torch.Tensor,
+        tables: Dict[str, torch.Tensor],
         span_blocks: torch.Tensor,
         window_starts: torch.Tensor,
         window_lengths: torch.Tensor,
+        n_text: int,
     ) -> torch.Tensor:
         """Attention of every span query over [own pair, own window] in one
-        masked SDPA call: keys are all block windows laid end to end, then
-        every span's two queries as keys of its own pair. (n, 2, d)."""
+        masked SDPA call: keys are all block windows laid end to end
+        (`n_text` tokens), then every span's two queries as keys of its own
+        pair. (n, 2, d)."""
         n, d = q.shape[0], self.width
         h, hw = self.n_heads, self.head_width
         device = q.device
-        n_text = int(window_lengths.sum())
         key_block = torch.repeat_interleave(
             torch.arange(window_lengths.shape[0], device=device), window_lengths, output_size=n_text
         )
         key_pos = torch.arange(n_text, device=device) - (torch.cumsum(window_lengths, 0) - window_lengths)[key_block]
         key_index = window_starts[key_block] + key_pos
-        keys = torch.cat([text_keys[key_index] + pos_keys[key_pos], k_self.reshape(2 * n, d)])
-        values = torch.cat([text_values[key_index] + pos_values[key_pos], v_self.reshape(2 * n, d)])
+        keys = torch.cat([text_keys[key_index] + tables["pos_keys"][key_pos], k_self.reshape(2 * n, d)])
+        values = torch.cat([text_values[key_index] + tables["pos_values"][key_pos], v_self.reshape(2 * n, d)])
         span_of_row = torch.arange(n, device=device).repeat_interleave(2)
         allowed = torch.cat(
             [span_blocks[span_of_row][:, None] == key_block[None, :], span_of_row[:, None] == span_of_row[None, :]],
@@ -255,7 +260,6 @@ class SpanDecoder(nn.Module):
 
     def _attend_grouped(
         self,
-        queries: torch.Tensor,
         q: torch.Tensor,
         k_self: torch.Tensor,
         v_self: torch.Tensor,
@@ -272,7 +276,7 @@ class SpanDecoder(nn.Module):
         with each span's own pair: (n, 2, d)."""
         d = self.width
         text_max, text_sum, text_out = self._attend_text(
-            queries[..., d : 2 * d],
+            tables["queries"][..., d : 2 * d],
             text_keys,
             text_values,
             tables["pos_keys"],
