@@ -167,3 +167,27 @@ def test_run_all_records_the_wall_time_of_the_whole_invocation(tmp_path, monkeyp
     table = results_table.markdown({}, {"machine": "m", "date": "d", "command": "c"}, times, whole)
     assert "One uninterrupted `python scripts/run_all.py --datasets bc5cdr" in table
     assert f"{whole['seconds']:.0f} s" in table and "no step failed" in table
+
+
+def test_spanmarker_training_resumes_from_the_last_complete_checkpoint(tmp_path):
+    import train_spanmarker
+
+    checkpoints = tmp_path / "checkpoints"
+    assert train_spanmarker.last_checkpoint(checkpoints) is None
+    for step, complete in ((25, True), (50, True), (75, False)):
+        folder = checkpoints / f"checkpoint-{step}"
+        folder.mkdir(parents=True)
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    # checkpoint-75 was cut off mid-save (no trainer_state.json): resume from 50.
+    resume = train_spanmarker.last_checkpoint(checkpoints)
+    assert resume == checkpoints / "checkpoint-50"
+    earlier = [{"from_step": 0, "to_step": 50, "started": "a", "seconds": 600.0},
+               {"from_step": 50, "to_step": 75, "started": "b", "seconds": 300.0}]
+    (checkpoints / train_spanmarker.SEGMENTS).write_text(json.dumps(earlier))
+    segments = train_spanmarker.load_segments(checkpoints, resume)
+    assert [(s["from_step"], s["to_step"]) for s in segments] == [(0, 50), (50, 50)]
+    assert segments[0]["seconds"] == 600.0
+    # A fresh start ignores records left by an earlier, finished run.
+    fresh = train_spanmarker.load_segments(checkpoints, None)
+    assert [(s["from_step"], s["to_step"]) for s in fresh] == [(0, 0)]
