@@ -8,9 +8,10 @@ It reuses the trained models of the project (`spacy project run train
 --vars.config X`, `scripts/train_spanmarker.py`); a missing one is skipped
 with the command that trains it. For each dataset it reports:
 
-- seqeval F1/P/R on the full test set (from metrics/<dataset>/<config>.json,
-  written by `spacy evaluate`; computed here for SpanMarker and the serving
-  variants);
+- seqeval F1/P/R on the full test set (from metrics/<dataset>/<name>.json when
+  it is newer than the model: `spacy evaluate` writes it for the spaCy
+  pipelines, `--write-metrics` for SpanMarker; otherwise computed here, as for
+  the serving variants);
 - docs/s and words/s at each batch size, end to end as a user runs them
   (`nlp.pipe` on raw texts; SpanMarker's own `predict` on raw texts), after a
   warm-up, median of --repeats passes with min/max, models alternating;
@@ -22,6 +23,10 @@ with the command that trains it. For each dataset it reports:
 --serving adds int8 / bf16 variants (spacy_spandec.serving) on the first
 dataset. Nothing else heavy may run meanwhile: the numbers are ratios within
 one run. Writes <output>/benchmark.json, benchmark.md and benchmark.png.
+
+    python scripts/benchmark.py --datasets bc5cdr --models spanmarker --write-metrics
+
+only scores (no timing; the machine need not be quiet).
 """
 import argparse
 import json
@@ -166,16 +171,55 @@ def load_test(dataset: str, vocab: Any) -> List[Doc]:
     return list(DocBin().from_disk(PROJECT_DIR / "corpus" / dataset / "test.spacy").get_docs(vocab))
 
 
+def metrics_path(dataset: str, name: str) -> Path:
+    return PROJECT_DIR / "metrics" / dataset / f"{name}.json"
+
+
+def fresh_metrics(runner: Runner, dataset: str) -> Optional[Path]:
+    """metrics/<dataset>/<name>.json if it was written after every file of the
+    model it scores; a model retrained since then is scored again."""
+    path = metrics_path(dataset, runner.name)
+    if not path.exists() or runner.serving:
+        return None
+    newest = max((f.stat().st_mtime for f in runner.path.rglob("*") if f.is_file()), default=0.0)
+    return path if path.stat().st_mtime >= newest else None
+
+
 def scores_of(runner: Runner, dataset: str, gold: List[Doc], limit: int) -> Dict[str, Any]:
-    """F1 from the committed evaluate step when it exists, else computed here."""
-    metrics = PROJECT_DIR / "metrics" / dataset / f"{runner.name}.json"
-    if metrics.exists() and runner.kind == "spacy" and not runner.serving and not limit:
+    """F1 from the evaluate step (`spacy evaluate`, or --write-metrics for
+    SpanMarker) when it is newer than the model, else computed here."""
+    keys = ("seqeval_f", "seqeval_p", "seqeval_r", "ents_f")
+    metrics = fresh_metrics(runner, dataset)
+    if metrics and not limit:
         data = json.loads(metrics.read_text())
-        return {k: data.get(k) for k in ("seqeval_f", "seqeval_p", "seqeval_r", "ents_f")} | {"source": str(metrics.relative_to(PROJECT_DIR))}
+        return {k: data.get(k) for k in keys} | {"source": str(metrics.relative_to(PROJECT_DIR))}
     start = time.perf_counter()
     data = runner.score(gold)
-    return {k: data.get(k) for k in ("seqeval_f", "seqeval_p", "seqeval_r", "ents_f")} | {
+    return {k: data.get(k) for k in keys} | {
         "source": "computed by scripts/benchmark.py", "seconds": round(time.perf_counter() - start, 1)}
+
+
+def write_metrics(dataset: str, names: List[str]) -> List[Path]:
+    """Score each model on the full test set into metrics/<dataset>/<name>.json,
+    SpanMarker's counterpart of `spacy evaluate`. Why apart from the timing:
+    scoring PL-Marker takes many minutes and needs no quiet machine."""
+    gold = load_test(dataset, spacy.blank("en").vocab)
+    written = []
+    for name in names:
+        runner = Runner(name, dataset)
+        if not runner.available():
+            raise SystemExit(f"{runner.path} does not exist; train it first: {train_hint(runner.base, dataset)}")
+        runner.load()
+        start = time.perf_counter()
+        scores = runner.score(gold)
+        scores.update({"model": str(runner.path.relative_to(PROJECT_DIR)), "test_docs": len(gold),
+                       "seconds": round(time.perf_counter() - start, 1), "date": time.strftime("%Y-%m-%d %H:%M %Z")})
+        path = metrics_path(dataset, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(scores, indent=1))
+        print(f"[{dataset}] {name}: seqeval F1 {scores['seqeval_f']:.4f} -> {path}", flush=True)
+        written.append(path)
+    return written
 
 
 def training_budget(runner: Runner) -> str:
@@ -438,11 +482,17 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--no-rss", action="store_true")
     parser.add_argument("--output", type=Path, default=PROJECT_DIR / "results" / "benchmark")
     parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--write-metrics", action="store_true",
+                        help="only score --models on each full test set into metrics/<dataset>/<name>.json")
     parser.add_argument("--replot", type=Path, default=None,
                         help="redraw the table and plot from this benchmark.json into --output; times nothing")
     args = parser.parse_args(argv)
     if args.replot:
         write_report(json.loads(args.replot.read_text()), args.output)
+        return
+    if args.write_metrics:
+        for dataset in args.datasets:
+            write_metrics(dataset, list(args.models))
         return
     if args.rss_child:
         rss_child(args.rss_child, args.datasets[0], args.n_docs, args.batch_sizes[0])

@@ -191,3 +191,32 @@ def test_spanmarker_training_resumes_from_the_last_complete_checkpoint(tmp_path)
     # A fresh start ignores records left by an earlier, finished run.
     fresh = train_spanmarker.load_segments(checkpoints, None)
     assert [(s["from_step"], s["to_step"]) for s in fresh] == [(0, 0)]
+
+
+def test_benchmark_reads_metrics_only_when_newer_than_the_model(tmp_path, monkeypatch):
+    """PL-Marker's F1 may come from --write-metrics, written apart from the
+    timing; a model retrained after its metrics must be scored again."""
+    import os
+
+    import benchmark
+
+    monkeypatch.setattr(benchmark, "PROJECT_DIR", tmp_path)
+    model = tmp_path / "training" / "bc5cdr" / "spanmarker" / "model"
+    model.mkdir(parents=True)
+    (model / "model.safetensors").write_bytes(b"weights")
+    metrics = benchmark.metrics_path("bc5cdr", "spanmarker")
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text(json.dumps({"seqeval_f": 0.71, "seqeval_p": 0.8, "seqeval_r": 0.64, "ents_f": 0.7}))
+    runner = benchmark.Runner("spanmarker", "bc5cdr")
+    os.utime(model / "model.safetensors", (2_000, 2_000))
+    os.utime(metrics, (1_000, 1_000))
+    assert benchmark.fresh_metrics(runner, "bc5cdr") is None
+    computed = {"seqeval_f": 0.5, "seqeval_p": 0.5, "seqeval_r": 0.5, "ents_f": 0.5}
+    monkeypatch.setattr(runner, "score", lambda gold: computed)
+    assert benchmark.scores_of(runner, "bc5cdr", [], 0)["seqeval_f"] == 0.5
+    os.utime(metrics, (3_000, 3_000))
+    assert benchmark.fresh_metrics(runner, "bc5cdr") == metrics
+    row = benchmark.scores_of(runner, "bc5cdr", [], 0)
+    assert row["seqeval_f"] == 0.71 and row["source"] == "metrics/bc5cdr/spanmarker.json"
+    # A smoke run on a test subset never takes the full-test metrics.
+    assert benchmark.scores_of(runner, "bc5cdr", [], 10)["seqeval_f"] == 0.5
