@@ -81,14 +81,24 @@ def last_checkpoint(folder: Path) -> Optional[Path]:
     return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
-def load_segments(checkpoints: Path, resume: Optional[Path]) -> List[Dict]:
-    """Earlier runs' segments up to the checkpoint we resume from, plus a new open one."""
+def load_segments(checkpoints: Path, resume: Optional[Path], settings: Dict) -> List[Dict]:
+    """Earlier runs' segments up to the checkpoint we resume from, plus a new open one.
+
+    A resumed run must train what the checkpoint was training: other settings
+    (say a different --max-steps, which reshapes the learning-rate schedule)
+    would silently give a model of neither budget, so they are refused."""
     path = checkpoints / SEGMENTS
     done = json.loads(path.read_text()) if resume and path.exists() else []
+    for seg in done:
+        differ = {k: (seg["settings"][k], v) for k, v in settings.items() if seg.get("settings", {}).get(k, v) != v}
+        if differ:
+            changes = ", ".join(f"{k}: {old} in the checkpoint, {new} now" for k, (old, new) in differ.items())
+            raise SystemExit(f"{resume} was trained with other settings ({changes}). Rerun with the checkpoint's "
+                             f"settings to resume, or delete {checkpoints} to start again.")
     step = int(resume.name.split("-")[-1]) if resume else 0
     done = [seg for seg in done if seg["to_step"] <= step]
     return done + [{"from_step": step, "to_step": step, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "seconds": 0.0, "_start": time.perf_counter()}]
+                    "seconds": 0.0, "settings": settings, "_start": time.perf_counter()}]
 
 
 def segment_log(checkpoints: Path, segments: List[Dict]):
@@ -169,7 +179,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     )
     checkpoints = args.output / "checkpoints"
     resume = last_checkpoint(checkpoints)
-    segments = load_segments(checkpoints, resume)
+    settings = {"dataset": args.dataset, "max_steps": args.max_steps, "batch_size": args.batch_size,
+                "learn_rate": args.learn_rate, "train_limit": args.train_limit,
+                "model_max_length": args.model_max_length, "encoder": encoder}
+    segments = load_segments(checkpoints, resume, settings)
     trainer = Trainer(model=model, args=training_args, train_dataset=dataset,
                       callbacks=[segment_log(checkpoints, segments)])
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)

@@ -185,12 +185,19 @@ def test_spanmarker_training_resumes_from_the_last_complete_checkpoint(tmp_path)
     earlier = [{"from_step": 0, "to_step": 50, "started": "a", "seconds": 600.0},
                {"from_step": 50, "to_step": 75, "started": "b", "seconds": 300.0}]
     (checkpoints / train_spanmarker.SEGMENTS).write_text(json.dumps(earlier))
-    segments = train_spanmarker.load_segments(checkpoints, resume)
+    settings = {"dataset": "bc5cdr", "max_steps": 400}
+    segments = train_spanmarker.load_segments(checkpoints, resume, settings)
     assert [(s["from_step"], s["to_step"]) for s in segments] == [(0, 50), (50, 50)]
     assert segments[0]["seconds"] == 600.0
     # A fresh start ignores records left by an earlier, finished run.
-    fresh = train_spanmarker.load_segments(checkpoints, None)
+    fresh = train_spanmarker.load_segments(checkpoints, None, settings)
     assert [(s["from_step"], s["to_step"]) for s in fresh] == [(0, 0)]
+    # Resuming with another budget would bend the schedule: refused, with the fix.
+    earlier[0]["settings"] = settings
+    (checkpoints / train_spanmarker.SEGMENTS).write_text(json.dumps(earlier))
+    with pytest.raises(SystemExit, match="max_steps: 400 in the checkpoint, 80 now.*delete"):
+        train_spanmarker.load_segments(checkpoints, resume, {"dataset": "bc5cdr", "max_steps": 80})
+    assert len(train_spanmarker.load_segments(checkpoints, resume, settings)) == 2
 
 
 def test_benchmark_reads_metrics_only_when_newer_than_the_model(tmp_path, monkeypatch):
