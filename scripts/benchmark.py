@@ -199,12 +199,11 @@ def scores_of(runner: Runner, dataset: str, gold: List[Doc], limit: int) -> Dict
         "source": "computed by scripts/benchmark.py", "seconds": round(time.perf_counter() - start, 1)}
 
 
-def write_metrics(dataset: str, names: List[str]) -> List[Path]:
+def write_metrics(dataset: str, names: List[str]) -> None:
     """Score each model on the full test set into metrics/<dataset>/<name>.json,
     SpanMarker's counterpart of `spacy evaluate`. Why apart from the timing:
     scoring PL-Marker takes many minutes and needs no quiet machine."""
     gold = load_test(dataset, spacy.blank("en").vocab)
-    written = []
     for name in names:
         runner = Runner(name, dataset)
         if not runner.available():
@@ -218,8 +217,6 @@ def write_metrics(dataset: str, names: List[str]) -> List[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(scores, indent=1))
         print(f"[{dataset}] {name}: seqeval F1 {scores['seqeval_f']:.4f} -> {path}", flush=True)
-        written.append(path)
-    return written
 
 
 def training_budget(runner: Runner) -> str:

@@ -32,6 +32,8 @@ from spacy.tokens import DocBin
 from spacy_spandec.encoders import offline_encoder
 from spacy_spandec.tags import spans_to_bio
 
+from run_all import now  # scripts/ is on sys.path
+
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 SEGMENTS = "segments.json"
 
@@ -78,7 +80,11 @@ def last_checkpoint(folder: Path) -> Optional[Path]:
     (it writes trainer_state.json last, so one cut off mid-save is passed over)."""
     found = [p for p in folder.glob("checkpoint-*")
              if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()] if folder.is_dir() else []
-    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    return max(found, key=checkpoint_step, default=None)
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("-")[-1])
 
 
 def load_segments(checkpoints: Path, resume: Optional[Path], settings: Dict) -> List[Dict]:
@@ -95,10 +101,17 @@ def load_segments(checkpoints: Path, resume: Optional[Path], settings: Dict) -> 
             changes = ", ".join(f"{k}: {old} in the checkpoint, {new} now" for k, (old, new) in differ.items())
             raise SystemExit(f"{resume} was trained with other settings ({changes}). Rerun with the checkpoint's "
                              f"settings to resume, or delete {checkpoints} to start again.")
-    step = int(resume.name.split("-")[-1]) if resume else 0
+    step = checkpoint_step(resume) if resume else 0
     done = [seg for seg in done if seg["to_step"] <= step]
-    return done + [{"from_step": step, "to_step": step, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    return done + [{"from_step": step, "to_step": step, "started": now(),
                     "seconds": 0.0, "settings": settings, "_start": time.perf_counter()}]
+
+
+def close_segment(segments: List[Dict], step: int) -> List[Dict]:
+    """Bring the open (last) segment up to `step` and now; the segments as recorded."""
+    segments[-1]["to_step"] = step
+    segments[-1]["seconds"] = round(time.perf_counter() - segments[-1]["_start"], 1)
+    return [{k: v for k, v in seg.items() if k != "_start"} for seg in segments]
 
 
 def segment_log(checkpoints: Path, segments: List[Dict]):
@@ -108,10 +121,7 @@ def segment_log(checkpoints: Path, segments: List[Dict]):
 
     class _SegmentLog(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
-            current = segments[-1]
-            current["to_step"] = state.global_step
-            current["seconds"] = round(time.perf_counter() - current["_start"], 1)
-            rows = [{k: v for k, v in seg.items() if k != "_start"} for seg in segments]
+            rows = close_segment(segments, state.global_step)
             checkpoints.mkdir(parents=True, exist_ok=True)
             (checkpoints / SEGMENTS).write_text(json.dumps(rows, indent=1))
 
@@ -188,8 +198,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     args.output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(args.output / "model"))
-    segments[-1]["to_step"] = trainer.state.global_step
-    segments[-1]["seconds"] = round(time.perf_counter() - segments[-1].pop("_start"), 1)
+    segments = close_segment(segments, trainer.state.global_step)
     shutil.rmtree(checkpoints, ignore_errors=True)
     record = {
         "dataset": args.dataset,
@@ -202,7 +211,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         "train_seconds": round(sum(seg["seconds"] for seg in segments), 1),
         "segments": segments,
         "log": [entry for entry in trainer.state.log_history if "loss" in entry],
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "finished": now(),
     }
     (args.output / "training.json").write_text(json.dumps(record, indent=1))
     print(json.dumps({k: v for k, v in record.items() if k != "log"}, indent=1))
