@@ -56,11 +56,11 @@ def retain_freed_memory() -> bool:
     Why: SpanMarker pads every sample to 128 wordpieces + 256 markers, so each
     step allocates and frees large buffers; glibc maps them from the kernel and
     unmaps them on free, and the next step faults them in again. On 2026-12-02
-    (AMD EPYC, 2 CPUs, 6 steps on BC5CDR) that was 118 s of system time in a
-    154 s run; with the mmap threshold, trim threshold and top pad raised (there
-    through the MALLOC_* variables) the run took 104 s, 43 s system. Raising
+    (AMD EPYC, 2 CPUs, 6 steps on BC5CDR) training took 154 s and the process
+    spent 118 s in the kernel; with the mmap threshold, trim threshold and top
+    pad raised (there through the MALLOC_* variables) 104 s and 43 s. Raising
     the trim threshold alone freezes the mmap threshold at 128 KiB and was
-    slower (27 s per step against 25). Numerics are unchanged. No-op off glibc.
+    slower (27 s per step against 25.7). Numerics are unchanged. No-op off glibc.
     """
     name = ctypes.util.find_library("c")
     if not name:
