@@ -417,45 +417,50 @@ def markdown(result: Dict[str, Any]) -> str:
 def plot(result: Dict[str, Any], path: Path) -> None:
     """F1 against throughput at the smallest batch size (the paper's Figure 1).
 
-    The five compared models are filled circles; serving variants (int8/bf16)
-    are small squares. Labels of points with nearly equal F1 take turns
-    above, below and higher, so they stay readable."""
+    Colour is the trained model, shape how it is served: circles as trained,
+    squares with a bf16 decoder, triangles with an int8 decoder, diamonds with
+    an int8 encoder too. Each point is named in a legend beside its panel: with
+    eleven points in a narrow F1 band, labels next to the markers would overlap
+    or sit closer to a neighbour than to their own point."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
+    colours = {name: plt.get_cmap("tab10")(i) for i, name in enumerate(MODELS)}
     datasets = result["datasets"]
-    fig, axes = plt.subplots(1, len(datasets), figsize=(7 * len(datasets), 5), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(9.5 * len(datasets), 5), squeeze=False)
     key = f"b{result['batch_sizes'][0]}"
     for ax, (dataset, data) in zip(axes[0], datasets.items()):
-        points = [
-            (row[key]["docs_per_s"], 100 * row["seqeval_f"], name, row)
-            for name, row in data["models"].items()
-            if row.get("seqeval_f") is not None
-        ]
-        points.sort(key=lambda p: p[1])
-        span = points[-1][1] - points[0][1] if points else 0.0  # sorted by F1
-        slot = 0
-        for i, (x, y, name, row) in enumerate(points):
-            serving = name in SERVING
-            ax.scatter(x, y, s=(20 if serving else 40) + 30 * row["gflops"], alpha=0.75,
-                       marker="s" if serving else "o")
-            crowded = i > 0 and abs(y - points[i - 1][1]) < 0.04 * max(span, 1e-9)
-            slot = (slot + 1) % 3 if crowded else 0
-            ax.annotate(row["label"], (x, y), textcoords="offset points",
-                        xytext=(6, (5, -11, 15)[slot]), fontsize=7 if serving else 8)
+        for name, row in data["models"].items():
+            if row.get("seqeval_f") is None:
+                continue
+            ax.scatter(row[key]["docs_per_s"], 100 * row["seqeval_f"], s=30 + 30 * row["gflops"], alpha=0.8,
+                       marker=serving_marker(name), color=colours[base_of(name)], label=row["label"])
         ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        low, high = ax.get_xlim()
+        # Within one decade 1-2-5 ticks can leave a single label: tick evenly instead.
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)) if high / low > 10 else MaxNLocator(nbins=6))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"docs/s (batch {key[1:]}, log scale)")
         ax.set_ylabel("seqeval F1 (test)")
-        ax.set_title(f"{dataset}: marker area ~ GFLOPs/sample; squares = serving variants")
+        ax.set_title(f"{dataset}: marker area ~ GFLOPs/sample", fontsize=10)
         ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, markerscale=0.6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def serving_marker(name: str) -> str:
+    """Marker shape of a model as served (see `plot`)."""
+    spec = SERVING.get(name)
+    if spec is None:
+        return "o"
+    if spec["encoder_int8"]:
+        return "D"
+    return "s" if spec["dtype"] == "bfloat16" else "^"
 
 
 def write_report(result: Dict[str, Any], output: Path) -> str:
