@@ -21,7 +21,7 @@ from .serving import check_inference_dtype, invalidate, serving_view
 
 DEFAULT_MODEL_CONFIG = """
 [model]
-@architectures = "spacy-spandec.SpanDecoder.v1"
+@architectures = "spacy-spandec.SpanDecoder.v2"
 max_span_length = 8
 n_heads = 12
 mlp_ratio = 4.0
@@ -30,8 +30,6 @@ context_window = 64
 block_size = 64
 span_filter = true
 mixed_precision = false
-position_init = "sinusoidal"
-position_key_scale = 16.0
 
 [model.tok2vec]
 @architectures = "spacy-transformers.TransformerListener.v1"

@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from spacy_spandec.candidates import attention_blocks, enumerate_candidates, max_window_length
 from spacy_spandec.layers import decoder as decoder_module
-from spacy_spandec.layers.decoder import SpanDecNet, SpanDecoder
+from spacy_spandec.layers.decoder import AbsoluteSpanDecoder, RelativeSpanDecoder, SpanDecNet
 from spacy_spandec.layers.span_filter import SpanFilter, spans_to_keep
 
 WIDTH, N_HEADS, N_CLASSES = 16, 4, 5
@@ -35,12 +35,22 @@ def make_inputs(lengths, max_len=MAX_LEN, block_size=BLOCK_SIZE, context=CONTEXT
     }
 
 
-def make_decoder(seed=0, max_len=MAX_LEN, block_size=BLOCK_SIZE, context=CONTEXT):
+@pytest.fixture(params=["relative", "absolute"], autouse=True)
+def scheme(request):
+    """Every decoder test runs on both position schemes (v2 and v1)."""
+    return request.param
+
+
+def make_decoder(seed=0, max_len=MAX_LEN, block_size=BLOCK_SIZE, context=CONTEXT, scheme="relative"):
     torch.manual_seed(seed)
-    dec = SpanDecoder(
-        WIDTH, N_CLASSES, N_HEADS, mlp_ratio=2.0, dropout=0.1,
-        n_positions=max_window_length(max_len, block_size, context),
-    )
+    n_positions = max_window_length(max_len, block_size, context)
+    if scheme == "relative":
+        dec = RelativeSpanDecoder(WIDTH, N_CLASSES, N_HEADS, mlp_ratio=2.0, dropout=0.1, n_positions=n_positions, max_span_length=max_len)
+        with torch.no_grad():
+            # A bias that is not symmetric in the offset, nor shared by the markers.
+            dec.relative_bias.normal_(0.0, 1.0)
+    else:
+        dec = AbsoluteSpanDecoder(WIDTH, N_CLASSES, N_HEADS, mlp_ratio=2.0, dropout=0.1, n_positions=n_positions)
     # Non-trivial LayerNorm affine parameters, so a mix-up between the three
     # norms cannot go unnoticed.
     with torch.no_grad():
@@ -50,7 +60,51 @@ def make_decoder(seed=0, max_len=MAX_LEN, block_size=BLOCK_SIZE, context=CONTEXT
     return dec.eval()
 
 
-def reference_logits(dec: SpanDecoder, inputs) -> torch.Tensor:
+def reference_logits(dec, inputs) -> torch.Tensor:
+    if isinstance(dec, RelativeSpanDecoder):
+        return relative_reference_logits(dec, inputs)
+    return absolute_reference_logits(dec, inputs)
+
+
+def relative_reference_logits(dec: RelativeSpanDecoder, inputs) -> torch.Tensor:
+    """One span at a time: queries [W_q LN(m_start), W_q LN(m_end)]; keys and
+    values the (normed) markers themselves, then the (normed) window tokens;
+    each score plus relative_bias[marker, head, key token - boundary token];
+    after attention the residual gains width_embed[marker, width - 1]."""
+    tokens = inputs["tokens"]
+    h, d = dec.n_heads, dec.width
+    hw = d // h
+    center = dec.n_positions - 1
+    rows = []
+    for s, e, b in zip(inputs["starts"].tolist(), inputs["ends"].tolist(), inputs["span_blocks"].tolist()):
+        ws = int(inputs["window_starts"][b])
+        wl = int(inputs["window_lengths"][b])
+        assert ws <= s <= e < ws + wl
+        q_in = torch.stack([dec.m_start, dec.m_end])
+        q_normed = F.layer_norm(q_in, (d,), dec.norm_query.weight, dec.norm_query.bias)
+        window = F.layer_norm(tokens[ws : ws + wl], (d,), dec.norm_text.weight, dec.norm_text.bias)
+        kv_in = torch.cat([q_normed, window], dim=0)
+        q = q_normed @ dec.q_proj.weight.T + dec.q_proj.bias
+        k = kv_in @ dec.k_proj.weight.T + dec.k_proj.bias
+        v = kv_in @ dec.v_proj.weight.T + dec.v_proj.bias
+        key_tokens = torch.tensor([s, e] + list(range(ws, ws + wl)))
+        heads = []
+        for head in range(h):
+            sl = slice(head * hw, (head + 1) * hw)
+            scores = q[:, sl] @ k[:, sl].T / math.sqrt(hw)
+            for marker, boundary in enumerate((s, e)):
+                scores[marker] += dec.relative_bias[marker, head, key_tokens - boundary + center]
+            heads.append(torch.softmax(scores, dim=-1) @ v[:, sl])
+        attended = torch.cat(heads, dim=-1) @ dec.o_proj.weight.T + dec.o_proj.bias
+        hidden = q_in + attended + dec.width_embed[:, e - s]
+        lin1, act, _, lin2 = dec.mlp
+        mlp_in = F.layer_norm(hidden, (d,), dec.norm_mlp.weight, dec.norm_mlp.bias)
+        hidden = hidden + lin2(act(lin1(mlp_in)))
+        rows.append(dec.classifier(hidden.reshape(2 * d)))
+    return torch.stack(rows)
+
+
+def absolute_reference_logits(dec: AbsoluteSpanDecoder, inputs) -> torch.Tensor:
     """One span at a time, straight from the paper's description.
 
     Queries [q_i, q_j] with q_i = m_start + pos(i), q_j = m_end + pos(j),
@@ -99,8 +153,8 @@ def attention_path(request, monkeypatch):
     return request.param
 
 
-def test_decoder_matches_naive_reference(attention_path):
-    dec = make_decoder()
+def test_decoder_matches_naive_reference(attention_path, scheme):
+    dec = make_decoder(scheme=scheme)
     inputs = make_inputs(LENGTHS)
     assert int(inputs["span_blocks"].max()) + 1 >= 19  # the long doc has many blocks
     with torch.no_grad():
@@ -111,9 +165,9 @@ def test_decoder_matches_naive_reference(attention_path):
 
 
 @pytest.mark.parametrize("bound", ["_MAX_SCORE_ELEMENTS", "_MIN_SPLIT_ELEMENTS"])
-def test_decoder_matches_reference_however_blocks_are_grouped(monkeypatch, bound):
+def test_decoder_matches_reference_however_blocks_are_grouped(monkeypatch, bound, scheme):
     monkeypatch.setattr(decoder_module, "_MAX_FUSED_ELEMENTS", 0)
-    dec = make_decoder(seed=1)
+    dec = make_decoder(seed=1, scheme=scheme)
     inputs = make_inputs(LENGTHS, seed=1)
     with torch.no_grad():
         expected = reference_logits(dec, inputs)
@@ -125,10 +179,10 @@ def test_decoder_matches_reference_however_blocks_are_grouped(monkeypatch, bound
 
 
 @pytest.mark.parametrize("keep_every", [3, 17, 101])
-def test_decoder_on_a_sparse_subset_of_spans_matches_reference(keep_every, attention_path):
+def test_decoder_on_a_sparse_subset_of_spans_matches_reference(keep_every, attention_path, scheme):
     """After span filtering only a few (block, marker, position) queries are
     left, unevenly spread over blocks: each must still get its own attention."""
-    dec = make_decoder(seed=2)
+    dec = make_decoder(seed=2, scheme=scheme)
     inputs = make_inputs(LENGTHS, seed=2)
     subset = torch.arange(0, inputs["starts"].shape[0], keep_every)
     for key in ("starts", "ends", "span_blocks"):
@@ -139,8 +193,8 @@ def test_decoder_on_a_sparse_subset_of_spans_matches_reference(keep_every, atten
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_precomputed_query_tables_give_the_same_logits():
-    dec = make_decoder(seed=3)
+def test_precomputed_query_tables_give_the_same_logits(scheme):
+    dec = make_decoder(seed=3, scheme=scheme)
     inputs = make_inputs(LENGTHS, seed=3)
     with torch.no_grad():
         expected = dec(**inputs)
@@ -148,9 +202,9 @@ def test_precomputed_query_tables_give_the_same_logits():
     torch.testing.assert_close(got, expected, atol=0, rtol=0)
 
 
-def test_decoder_spans_do_not_attend_to_each_other(attention_path):
+def test_decoder_spans_do_not_attend_to_each_other(attention_path, scheme):
     """Decoding a subset of spans gives the same logits for those spans."""
-    dec = make_decoder()
+    dec = make_decoder(scheme=scheme)
     inputs = make_inputs(LENGTHS)
     with torch.no_grad():
         full = dec(**inputs)
@@ -162,8 +216,8 @@ def test_decoder_spans_do_not_attend_to_each_other(attention_path):
     torch.testing.assert_close(partial, full[subset], atol=1e-5, rtol=1e-5)
 
 
-def test_decoder_no_spans():
-    dec = make_decoder()
+def test_decoder_no_spans(scheme):
+    dec = make_decoder(scheme=scheme)
     inputs = make_inputs([3])
     for key in ("starts", "ends", "span_blocks"):
         inputs[key] = inputs[key][:0]
@@ -173,11 +227,13 @@ def test_decoder_no_spans():
 
 def test_decoder_width_must_divide_heads():
     with pytest.raises(ValueError, match="n_heads"):
-        SpanDecoder(30, 3, 4, 4.0, 0.0, 10)
+        AbsoluteSpanDecoder(30, 3, 4, 4.0, 0.0, 10)
+    with pytest.raises(ValueError, match="n_heads"):
+        RelativeSpanDecoder(30, 3, 4, 4.0, 0.0, 10, max_span_length=4)
 
 
-def test_gradients_flow_to_every_token(attention_path):
-    dec = make_decoder()
+def test_gradients_flow_to_every_token(attention_path, scheme):
+    dec = make_decoder(scheme=scheme)
     inputs = make_inputs(LENGTHS)
     inputs["tokens"].requires_grad_(True)
     dec(**inputs).sum().backward()
@@ -188,8 +244,8 @@ def test_gradients_flow_to_every_token(attention_path):
         assert param.grad is not None and param.grad.abs().sum() > 0, name
 
 
-def test_gradient_of_one_span_is_local_to_its_window(attention_path):
-    dec = make_decoder()
+def test_gradient_of_one_span_is_local_to_its_window(attention_path, scheme):
+    dec = make_decoder(scheme=scheme)
     inputs = make_inputs([300])
     inputs["tokens"].requires_grad_(True)
     logits = dec(**inputs)
@@ -242,7 +298,7 @@ def net_config(span_filter=True):
     return {
         "width": WIDTH, "n_classes": N_CLASSES, "n_heads": N_HEADS, "mlp_ratio": 2.0,
         "dropout": 0.0, "n_positions": max_window_length(MAX_LEN, BLOCK_SIZE, CONTEXT),
-        "span_filter": span_filter,
+        "span_filter": span_filter, "positions": "relative", "max_span_length": MAX_LEN,
     }
 
 
@@ -275,12 +331,12 @@ def test_net_without_span_filter_ignores_threshold():
     assert torch.equal(token_logits, torch.zeros(14))
 
 
-def test_inference_chunking_gives_the_same_logits(monkeypatch):
+def test_inference_chunking_gives_the_same_logits(monkeypatch, scheme):
     """Long docs are decoded in span chunks at inference; chunk size must not
     change the result."""
     from spacy_spandec.layers import decoder as decoder_module
 
-    dec = make_decoder()
+    dec = make_decoder(scheme=scheme)
     inputs = make_inputs(LENGTHS)
     with torch.no_grad():
         whole = dec(**inputs)

@@ -17,7 +17,7 @@ from spacy.training import Example
 from thinc.api import ConfigValidationError
 
 from spacy_spandec import SpanDecNER
-from spacy_spandec.layers.decoder import sinusoidal_table
+from spacy_spandec.layers.decoder import RelativeSpanDecoder, sinusoidal_table
 from spacy_spandec.layers.spandec_model import decoder_net
 
 from conftest import LABELS, TRAIN_DATA, char_spans, make_cnn_nlp, make_examples, train
@@ -560,16 +560,34 @@ def test_bad_max_span_length():
         make_cnn_nlp(model={"max_span_length": 0})
 
 
+V1 = {"@architectures": "spacy-spandec.SpanDecoder.v1"}
+
+
 def test_bad_position_settings():
     with pytest.raises(ValueError, match="position_init"):
-        make_cnn_nlp(model={"position_init": "learned"})
+        make_cnn_nlp(model={**V1, "position_init": "learned"})
     with pytest.raises(ValueError, match="position_key_scale"):
-        make_cnn_nlp(model={"position_key_scale": 0.0})
+        make_cnn_nlp(model={**V1, "position_key_scale": 0.0})
+    # v2 has relative positions and none of v1's position settings.
+    with pytest.raises(ConfigValidationError, match="position_key_scale"):
+        make_cnn_nlp(model={"position_key_scale": 16.0})
+
+
+def test_default_decoder_has_relative_positions():
+    nlp = make_cnn_nlp()
+    nlp.initialize(lambda: make_examples(nlp))
+    ner = nlp.get_pipe("spandec_ner")
+    assert nlp.config["components"]["spandec_ner"]["model"]["@architectures"] == "spacy-spandec.SpanDecoder.v2"
+    decoder = decoder_net(ner.model).spandec["decoder"]
+    assert isinstance(decoder, RelativeSpanDecoder)
+    assert decoder_net(ner.model).config["positions"] == "relative"
 
 
 @pytest.mark.parametrize("position_init,scale", [("random", 4.0), ("sinusoidal", 16.0)])
-def test_position_settings_reach_the_decoder_and_survive_saving(position_init, scale, tmp_path):
-    nlp = make_cnn_nlp(model={"position_init": position_init, "position_key_scale": scale})
+def test_v1_pipelines_still_build_save_and_load(position_init, scale, tmp_path):
+    """Pipelines trained with the v1 decoder (window-absolute positions) keep
+    loading and predicting as they did."""
+    nlp = make_cnn_nlp(model={**V1, "position_init": position_init, "position_key_scale": scale})
     nlp.initialize(lambda: make_examples(nlp))
     decoder = decoder_net(nlp.get_pipe("spandec_ner").model).spandec["decoder"]
     torch.testing.assert_close(decoder.pos_key_proj.weight, decoder.q_proj.weight * scale)

@@ -317,13 +317,10 @@ def test_entity_across_strided_window_boundaries(window_bert):
     assert missed == []
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="Known limitation: a decoder trained only on <= 10-token sentences does not "
-    "transfer to longer docs (span queries at window positions it never saw).",
-)
 def test_sentences_concatenated(trained_nlp):
-    """Two training sentences in one doc should give both sentences' entities."""
+    """Two training sentences in one doc give both sentences' entities: the
+    decoder scores keys by their offset from a span's boundary, not by the
+    span's place in its window (SpanDecoder.v1 failed here)."""
     ok = []
     for a, b in zip(TRAIN_DATA, TRAIN_DATA[1:] + TRAIN_DATA[:1]):
         text = a[0] + " " + b[0]
@@ -331,6 +328,30 @@ def test_sentences_concatenated(trained_nlp):
         got = sorted((e.start_char, e.end_char, e.label_) for e in trained_nlp(text).ents)
         ok.append(got == want)
     assert all(ok), f"{sum(ok)}/{len(ok)} pairs right"
+
+
+def test_trained_on_sentences_finds_every_entity_of_a_long_document(trained_nlp):
+    """A 400-token document made of the (<= 10-token) training sentences:
+    seven decoder blocks, spans at every window position and offsets the
+    model never saw in training. At least 95% of the sentences' entities
+    found and of the entities predicted right (measured: P 99.2, R 97.8; the
+    v1 decoder with window positions: P 22.5, R 6.7). Not 100%: a span
+    across a sentence boundary is a candidate the model never met in training."""
+    rng = random.Random(0)
+    order = [i for _ in range(5) for i in rng.sample(range(len(TRAIN_DATA)), len(TRAIN_DATA))]
+    text, want = "", []
+    for i in order:
+        sentence, ents = TRAIN_DATA[i]
+        if text:
+            text += " "
+        want += [(s + len(text), e + len(text), label) for s, e, label in char_spans(sentence, ents)]
+        text += sentence
+    doc = trained_nlp(text)
+    assert len(doc) >= 400 and len(doc) > 6 * trained_nlp.get_pipe("spandec_ner").model.attrs["block_size"]
+    assert_valid(doc, labels=LABELS, max_span_length=trained_nlp.get_pipe("spandec_ner").max_span_length)
+    got = {(e.start_char, e.end_char, e.label_) for e in doc.ents}
+    right = len(got & set(want))
+    assert right >= 0.95 * len(got) and right >= 0.95 * len(want), sorted(got ^ set(want))
 
 
 # Equivalence of the ways to run a pipeline ---------------------------------------

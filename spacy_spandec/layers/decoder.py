@@ -1,18 +1,31 @@
 """The SpanDec span decoder (paper section 4), in PyTorch.
 
-Each candidate span (i, j) gets two queries, q_i = m_start + pos(i) and
-q_j = m_end + pos(j). One pre-norm cross-attention layer lets each query
-attend to K = V = [q_i, q_j, z_window]: its own pair and the text, never
-other spans. A shared pre-norm MLP (d -> r*d -> d, GELU) runs on both
-outputs, which are concatenated and classified over O + labels.
+Each candidate span (i, j) gets two queries, a start query for its boundary
+token i and an end query for j. One pre-norm cross-attention layer lets each
+query attend to K = V = [its own pair, z_window]: the span's two queries and
+the text, never other spans. A shared pre-norm MLP (d -> r*d -> d, GELU) runs
+on both outputs, which are concatenated and classified over O + labels.
+
+Two position schemes, one per registered architecture:
+
+* `RelativeSpanDecoder` (SpanDecoder.v2, the default): a query is its marker
+  alone, q = m_start or m_end, and attention adds a learned per-head bias of
+  the offset between the key's token and the query's boundary token (T5 /
+  ALiBi style), plus a learned span-width embedding after attention. A span's
+  logits do not depend on where it sits in its window, so a model trained on
+  sentences decodes documents.
+* `AbsoluteSpanDecoder` (SpanDecoder.v1): the paper's q_i = m_start + pos(i),
+  q_j = m_end + pos(j), with positions counted from the start of the span's
+  block window. Kept so that pipelines trained with v1 load and predict as
+  before; it does not transfer from sentences to longer texts.
 
 Efficiency: the text keys/values are projected once per token and shared by
-every span; a query depends only on its marker and relative position, so its
-projections are tables over positions (computed once per serving view at
-inference), and its attention over the text window is computed once per
-distinct (block, marker, position) that a decoded span uses, then merged with
-each span's own pair (flash-attention style); the MLP and classifier run only
-on the spans that survive the span filter.
+every span; a query depends only on its marker and boundary, so its weight-
+only parts are tables (computed once per serving view at inference), and its
+attention over the text window is computed once per distinct (block, marker,
+boundary) that a decoded span uses, then merged with each span's own pair
+(flash-attention style); the MLP and classifier run only on the spans that
+survive the span filter.
 """
 import math
 from typing import Any, Dict, List, Optional, Tuple
@@ -39,8 +52,10 @@ _INFERENCE_CHUNK = 1 << 15
 # grouped path, whose work does not grow with the square of the batch.
 _MAX_FUSED_ELEMENTS = 1 << 20
 
-
 POSITION_INITS = ("sinusoidal", "random")
+# The position schemes of the net config ("positions"); a config saved
+# before the key existed is "absolute".
+POSITION_SCHEMES = ("absolute", "relative")
 
 
 def sinusoidal_table(n_positions: int, width: int) -> torch.Tensor:
@@ -54,18 +69,23 @@ def sinusoidal_table(n_positions: int, width: int) -> torch.Tensor:
     return table
 
 
-class SpanDecoder(nn.Module):
-    def __init__(
-        self,
-        width: int,
-        n_classes: int,
-        n_heads: int,
-        mlp_ratio: float,
-        dropout: float,
-        n_positions: int,
-        position_init: str = "sinusoidal",
-        position_key_scale: float = 1.0,
-    ) -> None:
+def alibi_slopes(n_heads: int, steepest: float = 4.0) -> torch.Tensor:
+    """Per-head distance penalties from `steepest` down by a factor 2**(8/H)
+    per head (ALiBi's geometric series, scaled): the steep heads start out
+    attending to the boundary token and its neighbours, the flat ones to the
+    whole window. Offsets a model never saw in training keep this prior."""
+    return steepest * torch.pow(2.0, -8.0 * torch.arange(n_heads, dtype=torch.float32) / n_heads)
+
+
+class _SpanDecoderBase(nn.Module):
+    """The layers and the attention arithmetic both position schemes share.
+
+    A subclass says how a query scores the text of its window
+    (`_group_scores`) and its own pair (`_pair`), and what the per-span layers
+    add after attention (`span_head`).
+    """
+
+    def __init__(self, width: int, n_classes: int, n_heads: int, mlp_ratio: float, dropout: float, n_positions: int) -> None:
         super().__init__()
         if width % n_heads != 0:
             raise ValueError(
@@ -75,28 +95,15 @@ class SpanDecoder(nn.Module):
         self.width = width
         self.n_heads = n_heads
         self.head_width = width // n_heads
+        self.n_positions = n_positions
         self.m_start = nn.Parameter(torch.randn(width) * 0.02)
         self.m_end = nn.Parameter(torch.randn(width) * 0.02)
-        self.positions = nn.Embedding(n_positions, width)
-        with torch.no_grad():
-            if position_init == "sinusoidal":
-                self.positions.weight.copy_(sinusoidal_table(n_positions, width))
-            else:
-                # Same squared norm as a sinusoidal row (width / 2).
-                self.positions.weight.normal_(0.0, math.sqrt(0.5))
         self.norm_query = nn.LayerNorm(width)
         self.norm_text = nn.LayerNorm(width)
         self.q_proj = nn.Linear(width, width)
         self.k_proj = nn.Linear(width, width)
         self.v_proj = nn.Linear(width, width)
         self.o_proj = nn.Linear(width, width)
-        # Positions enter the text keys through their own projection, started
-        # equal to the query projection: at initialisation each boundary query
-        # already attends most to its own token, so training does not have to
-        # discover the position match from scratch (a CPU-budget necessity).
-        self.pos_key_proj = nn.Linear(width, width, bias=False)
-        with torch.no_grad():
-            self.pos_key_proj.weight.copy_(self.q_proj.weight * position_key_scale)
         hidden = max(1, int(round(width * mlp_ratio)))
         self.norm_mlp = nn.LayerNorm(width)
         self.mlp = nn.Sequential(
@@ -107,28 +114,9 @@ class SpanDecoder(nn.Module):
 
     def query_tables(self) -> Dict[str, torch.Tensor]:
         """Everything that depends on the weights alone, not on the text.
-
-        A query is a function of (marker, relative position), so its input,
-        its normed Q/K/V projections (for the span's own pair) and the
-        positions' key/value contributions are tables over positions. At
-        inference the serving view computes them once per weight update and
-        passes them to `forward`; training recomputes them, as autograd needs.
-        """
-        marker_in = torch.stack(
-            [self.m_start + self.positions.weight, self.m_end + self.positions.weight]
-        )  # (2, P, d)
-        normed = self.norm_query(marker_in)
-        return {
-            # Positions enter the text keys through their own projection, the
-            # values through v_proj (no bias: the text token carries it).
-            "pos_keys": self.pos_key_proj(self.positions.weight),
-            "pos_values": F.linear(self.positions.weight, self.v_proj.weight),
-            # (2, P, 4d): [input, q, k, v] of each (marker, position) query,
-            # so a span's two queries are two row lookups.
-            "queries": torch.cat(
-                [marker_in, self.q_proj(normed), self.k_proj(normed), self.v_proj(normed)], dim=-1
-            ),
-        }
+        At inference the serving view computes it once per weight update and
+        passes it to `forward`; training recomputes it, as autograd needs."""
+        raise NotImplementedError
 
     def forward(
         self,
@@ -166,14 +154,8 @@ class SpanDecoder(nn.Module):
             hi = min(lo + chunk, n)
             logits.append(
                 self._decode(
-                    starts[lo:hi],
-                    ends[lo:hi],
-                    span_blocks[lo:hi],
-                    text_keys,
-                    text_values,
-                    tables,
-                    window_starts,
-                    window_lengths,
+                    starts[lo:hi], ends[lo:hi], span_blocks[lo:hi],
+                    text_keys, text_values, tables, window_starts, window_lengths,
                 )
             )
         return logits[0] if len(logits) == 1 else torch.cat(logits, dim=0)
@@ -190,112 +172,35 @@ class SpanDecoder(nn.Module):
         window_lengths: torch.Tensor,
     ) -> torch.Tensor:
         n = starts.shape[0]
-        d = self.width
         rel_starts = starts - window_starts[span_blocks]
         rel_ends = ends - window_starts[span_blocks]
-        queries = tables["queries"]
-        n_pos = queries.shape[1]
-        # One gather from the (2P, 4d) table: row p is a start query, P + p an end query.
-        own = queries.reshape(2 * n_pos, 4 * d)[torch.stack([rel_starts, rel_ends + n_pos], dim=1)]  # (n, 2, 4d)
-        marker_in, q, k_self, v_self = own.split(d, dim=-1)
+        marker_in, q, pair_keys, pair_scores, pair_values = self._pair(tables, starts, ends, rel_starts, rel_ends)
         n_text = int(window_lengths.sum())
         if self.n_heads * 2 * n * (n_text + 2 * n) <= _MAX_FUSED_ELEMENTS:
             attended = self._attend_fused(
-                q, k_self, v_self, text_keys, text_values, tables, span_blocks, window_starts, window_lengths, n_text
+                q, pair_keys, pair_values, text_keys, text_values, tables, starts, ends,
+                span_blocks, window_starts, window_lengths, n_text,
             )
         else:
-            attended = self._attend_grouped(
-                q, k_self, v_self, text_keys, text_values, tables,
-                span_blocks, rel_starts, rel_ends, window_starts, window_lengths,
+            text_max, text_sum, text_out = self._attend_text(
+                tables, text_keys, text_values, span_blocks, rel_starts, rel_ends, window_starts, window_lengths
             )
-        return self.span_head(marker_in, attended)
+            attended = merge_with_pair(pair_scores, pair_values, text_max, text_sum, text_out)
+        return self.span_head(marker_in, attended, ends - starts)
 
-    def span_head(self, marker_in: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+    def span_head(self, marker_in: torch.Tensor, attended: torch.Tensor, widths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The per-span layers after attention: output projection with the
         residual, the shared MLP, the classifier over [h_i; h_j].
-        (n, 2, d), (n, 2, d) -> (n, n_classes)."""
+        (n, 2, d) or (2, d), (n, 2, d), (n,) widths - 1 -> (n, n_classes)."""
         hidden = marker_in + self.dropout(self.o_proj(attended))
         hidden = hidden + self.dropout(self.mlp(self.norm_mlp(hidden)))
         return self.classifier(hidden.reshape(hidden.shape[0], 2 * self.width))
 
-    def _attend_fused(
-        self,
-        q: torch.Tensor,
-        k_self: torch.Tensor,
-        v_self: torch.Tensor,
-        text_keys: torch.Tensor,
-        text_values: torch.Tensor,
-        tables: Dict[str, torch.Tensor],
-        span_blocks: torch.Tensor,
-        window_starts: torch.Tensor,
-        window_lengths: torch.Tensor,
-        n_text: int,
-    ) -> torch.Tensor:
-        """Attention of every span query over [own pair, own window] in one
-        masked SDPA call: keys are all block windows laid end to end
-        (`n_text` tokens), then every span's two queries as keys of its own
-        pair. (n, 2, d)."""
-        n, d = q.shape[0], self.width
-        h, hw = self.n_heads, self.head_width
-        device = q.device
-        key_block = torch.repeat_interleave(
-            torch.arange(window_lengths.shape[0], device=device), window_lengths, output_size=n_text
-        )
-        key_pos = torch.arange(n_text, device=device) - (torch.cumsum(window_lengths, 0) - window_lengths)[key_block]
-        key_index = window_starts[key_block] + key_pos
-        keys = torch.cat([text_keys[key_index] + tables["pos_keys"][key_pos], k_self.reshape(2 * n, d)])
-        values = torch.cat([text_values[key_index] + tables["pos_values"][key_pos], v_self.reshape(2 * n, d)])
-        span_of_row = torch.arange(n, device=device).repeat_interleave(2)
-        allowed = torch.cat(
-            [span_blocks[span_of_row][:, None] == key_block[None, :], span_of_row[:, None] == span_of_row[None, :]],
-            dim=1,
-        )  # (2n, n_text + 2n)
-        out = F.scaled_dot_product_attention(
-            q.reshape(2 * n, h, hw).transpose(0, 1)[None],
-            keys.view(-1, h, hw).transpose(0, 1)[None],
-            values.view(-1, h, hw).transpose(0, 1)[None],
-            attn_mask=allowed[None, None],
-        )  # (1, h, 2n, hw)
-        return out[0].transpose(0, 1).reshape(n, 2, d)
-
-    def _attend_grouped(
-        self,
-        q: torch.Tensor,
-        k_self: torch.Tensor,
-        v_self: torch.Tensor,
-        text_keys: torch.Tensor,
-        text_values: torch.Tensor,
-        tables: Dict[str, torch.Tensor],
-        span_blocks: torch.Tensor,
-        rel_starts: torch.Tensor,
-        rel_ends: torch.Tensor,
-        window_starts: torch.Tensor,
-        window_lengths: torch.Tensor,
-    ) -> torch.Tensor:
-        """Text attention once per distinct query, in block groups, merged
-        with each span's own pair: (n, 2, d)."""
-        d = self.width
-        text_max, text_sum, text_out = self._attend_text(
-            tables["queries"][..., d : 2 * d],
-            text_keys,
-            text_values,
-            tables["pos_keys"],
-            tables["pos_values"],
-            span_blocks,
-            rel_starts,
-            rel_ends,
-            window_starts,
-            window_lengths,
-        )
-        return self._merge_self(q, k_self, v_self, text_max, text_sum, text_out)
-
     def _attend_text(
         self,
-        q_table: torch.Tensor,
+        tables: Dict[str, torch.Tensor],
         text_keys: torch.Tensor,
         text_values: torch.Tensor,
-        pos_keys: torch.Tensor,
-        pos_values: torch.Tensor,
         span_blocks: torch.Tensor,
         rel_starts: torch.Tensor,
         rel_ends: torch.Tensor,
@@ -304,53 +209,49 @@ class SpanDecoder(nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Unnormalised attention of each span's two queries over its block's
         text window: max and sum of exponentials (n, 2, h), exp-weighted sum of
-        values (n, 2, h, hw), which `_merge_self` combines with the span's own
-        pair (as flash attention merges key blocks).
+        values (n, 2, h, hw), which `merge_with_pair` combines with the span's
+        own pair (as flash attention merges key blocks).
 
-        A query is a function of (marker, relative position) only, so all
-        spans of a block that start (end) at one position share their text
-        attention: it is computed once per distinct (block, marker, position)
-        query, which is about max_span_length times fewer rows than one per
-        span marker, and far fewer again when the span filter has pruned most
-        spans. Blocks are batched in groups (`_size_groups`), each block's
-        queries padded to the group's largest count.
+        A query is a function of (marker, boundary) only, so all spans of a
+        block that start (end) at one token share their text attention: it is
+        computed once per distinct (block, marker, position) query, which is
+        about max_span_length times fewer rows than one per span marker, and
+        far fewer again when the span filter has pruned most spans. Blocks are
+        batched in groups (`_size_groups`), each block's queries padded to the
+        group's largest count.
         """
-        h, hw = self.n_heads, self.head_width
-        device = q_table.device
-        n_pos = q_table.shape[1]
+        h = self.n_heads
+        device = text_keys.device
+        n_pos = self.n_positions
         # Distinct queries, sorted by block: id = block * 2P + marker * P + position.
         ids = torch.stack(
             [span_blocks * (2 * n_pos) + rel_starts, span_blocks * (2 * n_pos) + n_pos + rel_ends], dim=1
         )
         uniq, inverse = torch.unique(ids, return_inverse=True)
         m = uniq.shape[0]
-        query_rows = q_table.reshape(2 * n_pos, h, hw)[uniq % (2 * n_pos)]  # (m, h, hw)
         used, n_queries = torch.unique_consecutive(uniq // (2 * n_pos), return_counts=True)
         first_query = torch.cumsum(n_queries, 0) - n_queries
         lengths = window_lengths[used]
         order = torch.argsort(lengths, descending=True, stable=True)
-        scale = 1.0 / math.sqrt(hw)
         parts: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         lengths_list, counts_list = lengths[order].tolist(), n_queries[order].tolist()
         for first, last in _size_groups(lengths_list, counts_list, h):
             group = order[first:last]
             blocks = used[group]
-            n_blocks, n_keys = last - first, int(lengths_list[first])
+            n_keys = int(lengths_list[first])
             n_rows = max(counts_list[first:last])
             key_pos = torch.arange(n_keys, device=device)
             key_valid = key_pos[None, :] < window_lengths[blocks][:, None]  # (b, K)
             key_index = torch.where(key_valid, window_starts[blocks][:, None] + key_pos[None, :], 0)
-            k_text = (text_keys[key_index] + pos_keys[:n_keys]).view(n_blocks, n_keys, h, hw)
-            v_text = (text_values[key_index] + pos_values[:n_keys]).view(n_blocks, n_keys, h, hw)
             row_pos = torch.arange(n_rows, device=device)
             row_valid = row_pos[None, :] < n_queries[group][:, None]  # (b, Q)
             row_index = torch.where(row_valid, first_query[group][:, None] + row_pos[None, :], 0)
-            q = query_rows[row_index].permute(0, 2, 1, 3)  # (b, h, Q, hw)
-            scores = torch.matmul(q, k_text.permute(0, 2, 3, 1)) * scale  # (b, h, Q, K)
+            # (b, h, Q, K) scores, (b, h, K, hw) values.
+            scores, values = self._group_scores(tables, text_keys, text_values, key_index, uniq[row_index] % (2 * n_pos))
             scores = scores.masked_fill(~key_valid[:, None, None, :], torch.finfo(scores.dtype).min)
             top = scores.amax(dim=-1)  # (b, h, Q)
             weights = torch.exp(scores - top.unsqueeze(-1))
-            out = torch.matmul(weights, v_text.transpose(1, 2))  # (b, h, Q, hw)
+            out = torch.matmul(weights, values)  # (b, h, Q, hw)
             parts.append(
                 (
                     row_index[row_valid],
@@ -366,37 +267,283 @@ class SpanDecoder(nn.Module):
         rows = where[inverse]
         return text_max[rows], text_sum[rows], text_out[rows]
 
-    def _merge_self(
+
+def fused_layout(
+    span_blocks: torch.Tensor, window_starts: torch.Tensor, window_lengths: torch.Tensor, n_text: int
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keys of the fused path: every block window laid end to end (`n_text`
+    tokens), then every span's two queries. Returns each text key's window
+    position and flat token index, and the (2n, n_text + 2n) mask of the keys
+    each span query may see: its block's window and its own pair."""
+    device = span_blocks.device
+    n = span_blocks.shape[0]
+    key_block = torch.repeat_interleave(
+        torch.arange(window_lengths.shape[0], device=device), window_lengths, output_size=n_text
+    )
+    key_pos = torch.arange(n_text, device=device) - (torch.cumsum(window_lengths, 0) - window_lengths)[key_block]
+    key_index = window_starts[key_block] + key_pos
+    span_of_row = torch.arange(n, device=device).repeat_interleave(2)
+    allowed = torch.cat(
+        [span_blocks[span_of_row][:, None] == key_block[None, :], span_of_row[:, None] == span_of_row[None, :]],
+        dim=1,
+    )
+    return key_pos, key_index, span_of_row, allowed
+
+
+def merge_with_pair(
+    pair_scores: torch.Tensor,
+    pair_values: torch.Tensor,
+    text_max: torch.Tensor,
+    text_sum: torch.Tensor,
+    text_out: torch.Tensor,
+) -> torch.Tensor:
+    """Softmax over [own pair, text window] from the text part's (max, sum,
+    weighted values) and the pair's scores.
+
+    pair_scores: (n, 2, h, 2) scores of each query over the span's [start, end] keys.
+    pair_values: (n or 1, 2, h, hw) values of the span's [start, end] keys.
+    Returns (n, 2, d).
+    """
+    n = pair_scores.shape[0]
+    top = torch.maximum(text_max, pair_scores.amax(dim=-1))
+    text_scale = torch.exp(text_max - top)
+    weights = torch.exp(pair_scores - top.unsqueeze(-1))
+    total = text_scale * text_sum + weights.sum(dim=-1)
+    out = (
+        text_scale.unsqueeze(-1) * text_out
+        + weights[..., :1] * pair_values[:, None, 0]
+        + weights[..., 1:] * pair_values[:, None, 1]
+    )
+    return (out / total.unsqueeze(-1)).reshape(n, 2, -1)
+
+
+class RelativeSpanDecoder(_SpanDecoderBase):
+    """SpanDec with relative positions (SpanDecoder.v2).
+
+    A query is its marker: q = W_q LN(m_start) or W_q LN(m_end). The score of
+    a query at boundary token b for a key at token t is
+    q . k_t / sqrt(hw) + bias[marker, head, t - b]: a learned bias table over
+    offsets, started as ALiBi distance penalties (`alibi_slopes`). The span's
+    own pair is scored the same way, so a start query sees its end key at
+    offset j - i. After attention a learned embedding of the span's width
+    joins the residual. Nothing depends on where a span sits in its window.
+    """
+
+    def __init__(
+        self, width: int, n_classes: int, n_heads: int, mlp_ratio: float, dropout: float,
+        n_positions: int, max_span_length: int,
+    ) -> None:
+        super().__init__(width, n_classes, n_heads, mlp_ratio, dropout, n_positions)
+        # Offsets -(P-1) .. P-1 of any key in a window from any boundary in it.
+        offsets = torch.arange(2 * n_positions - 1, dtype=torch.float32) - (n_positions - 1)
+        bias = -alibi_slopes(n_heads)[:, None] * offsets.abs()[None, :]
+        self.relative_bias = nn.Parameter(bias[None].repeat(2, 1, 1))  # (marker, head, offset)
+        self.width_embed = nn.Parameter(torch.randn(2, max_span_length, width) * 0.02)
+
+    def query_tables(self) -> Dict[str, torch.Tensor]:
+        markers = torch.stack([self.m_start, self.m_end])  # (2, d)
+        normed = self.norm_query(markers)
+        # (2, 4d): [input, q, k, v] of the start and end markers.
+        return {"queries": torch.cat([markers, self.q_proj(normed), self.k_proj(normed), self.v_proj(normed)], dim=-1)}
+
+    def _pair(
+        self, tables: Dict[str, torch.Tensor], starts: torch.Tensor, ends: torch.Tensor,
+        rel_starts: torch.Tensor, rel_ends: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(marker inputs (2, d), queries (2, d), pair keys (2, d), pair
+        scores (n, 2, h, 2), pair values (1, 2, h, hw))."""
+        d, h, hw = self.width, self.n_heads, self.head_width
+        marker_in, q, k, v = tables["queries"].split(d, dim=-1)
+        content = torch.einsum("qhe,khe->qhk", q.view(2, h, hw), k.view(2, h, hw)) / math.sqrt(hw)
+        widths = ends - starts
+        zero = torch.zeros_like(widths)
+        # Offset of each pair key's token from each query's boundary: (n, 2 queries, 2 keys).
+        offsets = torch.stack([torch.stack([zero, widths], dim=1), torch.stack([-widths, zero], dim=1)], dim=1)
+        query_marker = torch.arange(2, device=starts.device)[None, :, None]
+        bias = self.relative_bias[query_marker, :, offsets + self.n_positions - 1]  # (n, 2, 2, h)
+        pair_scores = content[None] + bias.permute(0, 1, 3, 2)
+        return marker_in, q, k, pair_scores, v.view(1, 2, h, hw)
+
+    def _group_scores(
+        self, tables: Dict[str, torch.Tensor], text_keys: torch.Tensor, text_values: torch.Tensor,
+        key_index: torch.Tensor, query_codes: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Scores (b, h, Q, K) of the queries `query_codes` (b, Q), each
+        marker * P + boundary position, over their blocks' windows (b, K)."""
+        d, h, hw = self.width, self.n_heads, self.head_width
+        n_blocks, n_keys = key_index.shape
+        n_pos = self.n_positions
+        keys = text_keys[key_index].view(n_blocks, n_keys, h, hw)
+        values = text_values[key_index].view(n_blocks, n_keys, h, hw).transpose(1, 2)
+        q = tables["queries"][:, d : 2 * d].reshape(2, h, hw)
+        # The content part depends on the marker only: two rows per block.
+        content = torch.einsum("mhe,bkhe->bmhk", q, keys) / math.sqrt(hw)  # (b, 2, h, K)
+        markers, positions = query_codes // n_pos, query_codes % n_pos
+        content = content[torch.arange(n_blocks, device=key_index.device)[:, None], markers]  # (b, Q, h, K)
+        offsets = torch.arange(n_keys, device=key_index.device)[None, None, :] - positions[..., None] + n_pos - 1
+        bias = self.relative_bias[markers[..., None], :, offsets]  # (b, Q, K, h)
+        return content.transpose(1, 2) + bias.permute(0, 3, 1, 2), values
+
+    def _attend_fused(
         self,
         q: torch.Tensor,
-        k_self: torch.Tensor,
-        v_self: torch.Tensor,
-        text_max: torch.Tensor,
-        text_sum: torch.Tensor,
-        text_out: torch.Tensor,
+        pair_keys: torch.Tensor,
+        pair_values: torch.Tensor,
+        text_keys: torch.Tensor,
+        text_values: torch.Tensor,
+        tables: Dict[str, torch.Tensor],
+        starts: torch.Tensor,
+        ends: torch.Tensor,
+        span_blocks: torch.Tensor,
+        window_starts: torch.Tensor,
+        window_lengths: torch.Tensor,
+        n_text: int,
     ) -> torch.Tensor:
-        """Softmax over [own pair, text window] from the text part's
-        (max, sum, weighted values) and the pair's two scores: (n, 2, d)."""
-        n = q.shape[0]
+        """Attention of every span query over [own window, own pair] in one
+        SDPA call whose float mask carries the relative bias. (n, 2, d)."""
+        n, d = starts.shape[0], self.width
         h, hw = self.n_heads, self.head_width
-        q = q.reshape(n, 2, h, hw)
-        k_self = k_self.reshape(n, 2, h, hw)
-        v_self = v_self.reshape(n, 2, h, hw)
+        key_pos, key_index, span_of_row, allowed = fused_layout(span_blocks, window_starts, window_lengths, n_text)
+        marker_of_row = torch.arange(2, device=q.device).repeat(n)
+        boundaries = torch.stack([starts, ends], dim=1).reshape(2 * n)
+        keys = torch.cat([text_keys[key_index], pair_keys.repeat(n, 1)])
+        values = torch.cat([text_values[key_index], pair_values.reshape(2, d).repeat(n, 1)])
+        # Offsets from each query's boundary to each key's token, in the
+        # table's range wherever the mask allows the key.
+        key_tokens = torch.cat([key_index, boundaries])
+        offsets = (key_tokens[None, :] - boundaries[:, None] + self.n_positions - 1).clamp_(0, 2 * self.n_positions - 2)
+        bias = self.relative_bias[marker_of_row[:, None], :, offsets].permute(2, 0, 1)  # (h, 2n, keys)
+        bias = bias.masked_fill(~allowed[None], float("-inf"))
+        out = F.scaled_dot_product_attention(
+            q[marker_of_row].view(2 * n, h, hw).transpose(0, 1)[None],
+            keys.view(-1, h, hw).transpose(0, 1)[None],
+            values.view(-1, h, hw).transpose(0, 1)[None],
+            attn_mask=bias[None],
+        )  # (1, h, 2n, hw)
+        return out[0].transpose(0, 1).reshape(n, 2, d)
+
+    def span_head(self, marker_in: torch.Tensor, attended: torch.Tensor, widths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        hidden = marker_in + self.dropout(self.o_proj(attended))
+        if widths is not None:
+            hidden = hidden + self.width_embed[:, widths].transpose(0, 1)
+        hidden = hidden + self.dropout(self.mlp(self.norm_mlp(hidden)))
+        return self.classifier(hidden.reshape(hidden.shape[0], 2 * self.width))
+
+
+class AbsoluteSpanDecoder(_SpanDecoderBase):
+    """SpanDec with window-absolute positions (SpanDecoder.v1).
+
+    q_i = m_start + pos(i), q_j = m_end + pos(j), positions counted from the
+    start of the span's block window; text keys add their own positions
+    through `pos_key_proj` (started as `position_key_scale` times the query
+    projection, so each query starts out attending to its own token), values
+    through `v_proj`.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        n_classes: int,
+        n_heads: int,
+        mlp_ratio: float,
+        dropout: float,
+        n_positions: int,
+        position_init: str = "sinusoidal",
+        position_key_scale: float = 1.0,
+    ) -> None:
+        super().__init__(width, n_classes, n_heads, mlp_ratio, dropout, n_positions)
+        self.positions = nn.Embedding(n_positions, width)
+        with torch.no_grad():
+            if position_init == "sinusoidal":
+                self.positions.weight.copy_(sinusoidal_table(n_positions, width))
+            else:
+                # Same squared norm as a sinusoidal row (width / 2).
+                self.positions.weight.normal_(0.0, math.sqrt(0.5))
+        self.pos_key_proj = nn.Linear(width, width, bias=False)
+        with torch.no_grad():
+            self.pos_key_proj.weight.copy_(self.q_proj.weight * position_key_scale)
+
+    def query_tables(self) -> Dict[str, torch.Tensor]:
+        """A query is a function of (marker, window position), so its input,
+        its normed Q/K/V projections and the positions' key/value
+        contributions are tables over positions."""
+        marker_in = torch.stack(
+            [self.m_start + self.positions.weight, self.m_end + self.positions.weight]
+        )  # (2, P, d)
+        normed = self.norm_query(marker_in)
+        return {
+            "pos_keys": self.pos_key_proj(self.positions.weight),
+            "pos_values": F.linear(self.positions.weight, self.v_proj.weight),
+            # (2, P, 4d): [input, q, k, v] of each (marker, position) query,
+            # so a span's two queries are two row lookups.
+            "queries": torch.cat(
+                [marker_in, self.q_proj(normed), self.k_proj(normed), self.v_proj(normed)], dim=-1
+            ),
+        }
+
+    def _pair(
+        self, tables: Dict[str, torch.Tensor], starts: torch.Tensor, ends: torch.Tensor,
+        rel_starts: torch.Tensor, rel_ends: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(marker inputs (n, 2, d), queries (n, 2, d), pair keys (n, 2, d),
+        pair scores (n, 2, h, 2), pair values (n, 2, h, hw))."""
+        n, d = starts.shape[0], self.width
+        h, hw = self.n_heads, self.head_width
+        queries = tables["queries"]
+        n_pos = queries.shape[1]
+        # One gather from the (2P, 4d) table: row p is a start query, P + p an end query.
+        own = queries.reshape(2 * n_pos, 4 * d)[torch.stack([rel_starts, rel_ends + n_pos], dim=1)]  # (n, 2, 4d)
+        marker_in, q, k_pair, v_pair = own.split(d, dim=-1)
         # Two keys per query: elementwise products beat tiny batched matmuls.
+        q_heads = q.reshape(n, 2, h, hw)
+        k_heads = k_pair.reshape(n, 2, h, hw)
         scale = 1.0 / math.sqrt(hw)
-        score_start = (q * k_self[:, :1]).sum(dim=-1) * scale  # (n, 2, h)
-        score_end = (q * k_self[:, 1:]).sum(dim=-1) * scale
-        top = torch.maximum(text_max, torch.maximum(score_start, score_end))
-        text_scale = torch.exp(text_max - top)
-        w_start = torch.exp(score_start - top)
-        w_end = torch.exp(score_end - top)
-        total = text_scale * text_sum + w_start + w_end
-        out = (
-            text_scale.unsqueeze(-1) * text_out
-            + w_start.unsqueeze(-1) * v_self[:, :1]
-            + w_end.unsqueeze(-1) * v_self[:, 1:]
+        pair_scores = torch.stack(
+            [(q_heads * k_heads[:, :1]).sum(dim=-1) * scale, (q_heads * k_heads[:, 1:]).sum(dim=-1) * scale], dim=-1
         )
-        return (out / total.unsqueeze(-1)).reshape(n, 2, h * hw)
+        return marker_in, q, k_pair, pair_scores, v_pair.reshape(n, 2, h, hw)
+
+    def _group_scores(
+        self, tables: Dict[str, torch.Tensor], text_keys: torch.Tensor, text_values: torch.Tensor,
+        key_index: torch.Tensor, query_codes: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        d, h, hw = self.width, self.n_heads, self.head_width
+        n_blocks, n_keys = key_index.shape
+        keys = (text_keys[key_index] + tables["pos_keys"][:n_keys]).view(n_blocks, n_keys, h, hw)
+        values = (text_values[key_index] + tables["pos_values"][:n_keys]).view(n_blocks, n_keys, h, hw)
+        q = tables["queries"][..., d : 2 * d].reshape(-1, h, hw)[query_codes].permute(0, 2, 1, 3)  # (b, h, Q, hw)
+        scores = torch.matmul(q, keys.permute(0, 2, 3, 1)) / math.sqrt(hw)
+        return scores, values.transpose(1, 2)
+
+    def _attend_fused(
+        self,
+        q: torch.Tensor,
+        pair_keys: torch.Tensor,
+        pair_values: torch.Tensor,
+        text_keys: torch.Tensor,
+        text_values: torch.Tensor,
+        tables: Dict[str, torch.Tensor],
+        starts: torch.Tensor,
+        ends: torch.Tensor,
+        span_blocks: torch.Tensor,
+        window_starts: torch.Tensor,
+        window_lengths: torch.Tensor,
+        n_text: int,
+    ) -> torch.Tensor:
+        """Attention of every span query over [own window, own pair] in one
+        masked SDPA call. (n, 2, d)."""
+        n, d = q.shape[0], self.width
+        h, hw = self.n_heads, self.head_width
+        key_pos, key_index, _, allowed = fused_layout(span_blocks, window_starts, window_lengths, n_text)
+        keys = torch.cat([text_keys[key_index] + tables["pos_keys"][key_pos], pair_keys.reshape(2 * n, d)])
+        values = torch.cat([text_values[key_index] + tables["pos_values"][key_pos], pair_values.reshape(2 * n, d)])
+        out = F.scaled_dot_product_attention(
+            q.reshape(2 * n, h, hw).transpose(0, 1)[None],
+            keys.view(-1, h, hw).transpose(0, 1)[None],
+            values.view(-1, h, hw).transpose(0, 1)[None],
+            attn_mask=allowed[None, None],
+        )  # (1, h, 2n, hw)
+        return out[0].transpose(0, 1).reshape(n, 2, d)
 
 
 def _size_groups(window_lengths: List[int], n_queries: List[int], n_heads: int) -> List[Tuple[int, int]]:
@@ -427,6 +574,29 @@ def _size_groups(window_lengths: List[int], n_queries: List[int], n_heads: int) 
     return groups
 
 
+def build_decoder(config: Dict[str, Any]) -> _SpanDecoderBase:
+    """The decoder of a net config, in its position scheme."""
+    scheme = position_scheme(config)
+    shape = (
+        int(config["width"]), int(config["n_classes"]), int(config["n_heads"]),
+        float(config["mlp_ratio"]), float(config["dropout"]), int(config["n_positions"]),
+    )
+    if scheme == "relative":
+        return RelativeSpanDecoder(*shape, max_span_length=int(config["max_span_length"]))
+    return AbsoluteSpanDecoder(
+        *shape,
+        position_init=str(config.get("position_init", "sinusoidal")),
+        position_key_scale=float(config.get("position_key_scale", 1.0)),
+    )
+
+
+def position_scheme(config: Dict[str, Any]) -> str:
+    scheme = config.get("positions", "absolute")
+    if scheme not in POSITION_SCHEMES:
+        raise ValueError(f"positions must be one of {list(POSITION_SCHEMES)}, got {scheme!r}")
+    return scheme
+
+
 class SpanDecNet(nn.Module):
     """Span filter + span decoder: the whole PyTorch side of `spandec_ner`.
 
@@ -438,18 +608,7 @@ class SpanDecNet(nn.Module):
         super().__init__()
         self.config = dict(config)
         width = int(config["width"])
-        modules: Dict[str, nn.Module] = {
-            "decoder": SpanDecoder(
-                width,
-                int(config["n_classes"]),
-                int(config["n_heads"]),
-                float(config["mlp_ratio"]),
-                float(config["dropout"]),
-                int(config["n_positions"]),
-                str(config.get("position_init", "sinusoidal")),
-                float(config.get("position_key_scale", 1.0)),
-            )
-        }
+        modules: Dict[str, nn.Module] = {"decoder": build_decoder(config)}
         if config["span_filter"]:
             modules["span_filter"] = SpanFilter(width)
         self.spandec = nn.ModuleDict(modules)

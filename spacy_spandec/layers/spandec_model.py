@@ -22,7 +22,7 @@ from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v3, get_torch_default_de
 from thinc.types import Floats1d, Floats2d
 
 from ..candidates import attention_blocks, enumerate_candidates, max_window_length
-from .decoder import build_net
+from .decoder import build_net, position_scheme
 
 
 @dataclass
@@ -78,12 +78,17 @@ def _check_config_against_weights(config: dict, state: dict) -> None:
     building anything: the tensors' sizes are bounded by the file, a tampered
     config's (e.g. width = 10**9) are not."""
     prefix = "spandec.decoder."
+    width, n_positions = int(config["width"]), int(config["n_positions"])
     expected = {
-        "m_start": (int(config["width"]),),
-        "positions.weight": (int(config["n_positions"]), int(config["width"])),
-        "classifier.weight": (int(config["n_classes"]), 2 * int(config["width"])),
-        "mlp.0.weight": (max(1, int(round(int(config["width"]) * float(config["mlp_ratio"])))), int(config["width"])),
+        "m_start": (width,),
+        "classifier.weight": (int(config["n_classes"]), 2 * width),
+        "mlp.0.weight": (max(1, int(round(width * float(config["mlp_ratio"])))), width),
     }
+    if position_scheme(config) == "relative":
+        expected["relative_bias"] = (2, int(config["n_heads"]), 2 * n_positions - 1)
+        expected["width_embed"] = (2, int(config["max_span_length"]), width)
+    else:
+        expected["positions.weight"] = (n_positions, width)
     for name, shape in expected.items():
         actual = tuple(state[prefix + name].shape)
         if actual != shape:
@@ -100,10 +105,14 @@ def build_spandec_model(
     context_window: int,
     block_size: int,
     span_filter: bool,
-    mixed_precision: bool = False,
-    position_init: str = "sinusoidal",
-    position_key_scale: float = 1.0,
+    mixed_precision: bool,
+    positions: str,
+    position_init: Optional[str] = None,
+    position_key_scale: Optional[float] = None,
 ) -> Model[List[Doc], SpanDecOutput]:
+    """The Thinc model around the PyTorch net. `positions` is "relative"
+    (SpanDecoder.v2) or "absolute" (v1, which alone takes the two position_*
+    initialisation settings)."""
     wrapper = PyTorchWrapper_v3(
         build_net(None),
         convert_inputs=_convert_inputs,
@@ -128,6 +137,7 @@ def build_spandec_model(
             "block_size": block_size,
             "span_filter": span_filter,
             "sf_threshold": 0.0,
+            "positions": positions,
             "position_init": position_init,
             "position_key_scale": position_key_scale,
         },
@@ -135,8 +145,9 @@ def build_spandec_model(
 
 
 def net_config(model: Model) -> dict:
+    """The shapes and settings the PyTorch net is built from (and saved with)."""
     attrs = model.attrs
-    return {
+    config = {
         "width": model.get_dim("nI"),
         "n_classes": model.get_dim("nO"),
         "n_heads": attrs["n_heads"],
@@ -146,9 +157,14 @@ def net_config(model: Model) -> dict:
             attrs["max_span_length"], attrs["block_size"], attrs["context_window"]
         ),
         "span_filter": attrs["span_filter"],
-        "position_init": attrs.get("position_init", "sinusoidal"),
-        "position_key_scale": attrs.get("position_key_scale", 1.0),
+        "positions": attrs["positions"],
     }
+    if attrs["positions"] == "relative":
+        config["max_span_length"] = attrs["max_span_length"]
+    else:
+        config["position_init"] = attrs["position_init"]
+        config["position_key_scale"] = attrs["position_key_scale"]
+    return config
 
 
 def decoder_net(model: Model) -> torch.nn.Module:
