@@ -114,7 +114,8 @@ def make_spandec_ner(
 
 @contextmanager
 def _load_errors(name: str, source: str) -> Iterator[None]:
-    """Turn msgpack/safetensors failures deep inside Thinc into one message."""
+    """Turn msgpack/safetensors failures deep inside Thinc, and a model file
+    that cannot be read, into one message."""
     try:
         yield
     except SpanDecoderLoadError:
@@ -124,6 +125,13 @@ def _load_errors(name: str, source: str) -> Iterator[None]:
             f"Cannot load the '{name}' component from {source}: its model data is "
             f"corrupt, truncated or from an incompatible version ({type(err).__name__}: "
             f"{err}). Re-save the pipeline with nlp.to_disk() or re-train it."
+        ) from None
+    except OSError as err:  # a missing, unreadable or non-file `model`
+        raise SpanDecoderLoadError(
+            f"Cannot load the '{name}' component from {source}: cannot read "
+            f"{err.filename or source} ({type(err).__name__}: {err.strerror or err}). Copy the "
+            "whole pipeline directory that nlp.to_disk() wrote (including "
+            f"{name}/model), or re-save the pipeline with nlp.to_disk() or re-train it."
         ) from None
 
 
