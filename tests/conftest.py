@@ -2,32 +2,39 @@
 
 Everything here is sized for a loaded 2-core machine: a 64-wide CNN tok2vec,
 a 32-wide random BERT built on disk (no hub access), and one trained CNN
-pipeline shared by the whole session.
+pipeline shared by the whole session. Both pipelines keep the shipped decoder
+dropout (0.1), so a model that predicted in train mode would not give
+repeatable output.
+
+The builders and helpers here are plain functions: tests/fresh_process.py
+imports them in a fresh interpreter without pytest's settings.
 """
 import json
-import os
+import copy
+import string
 from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-# One intra-op thread: on a busy machine PyTorch's thread pool makes the tiny
-# models here ~20x slower, not faster. Must be set before torch is imported.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import numpy
+import pytest
+import spacy
+import torch
+from spacy.language import Language
+from spacy.training import Example
+from thinc.api import Adam, fix_random_seed
 
-import copy  # noqa: E402
-import string  # noqa: E402
-from typing import Callable, Dict, List, Optional, Tuple  # noqa: E402
+import spacy_spandec  # noqa: F401  (registrations)
 
-import pytest  # noqa: E402
-import spacy  # noqa: E402
-import torch  # noqa: E402
-from spacy.language import Language  # noqa: E402
-from spacy.training import Example  # noqa: E402
-from thinc.api import Adam, fix_random_seed  # noqa: E402
 
-import spacy_spandec  # noqa: E402,F401  (registrations)
+def pytest_configure(config):
+    # One intra-op thread in the pytest process only: on a busy 2-core machine
+    # PyTorch's thread pool makes the tiny models here many times slower, not
+    # faster. Nothing is exported to the environment, so subprocesses (the
+    # default-thread tests in test_default_threads.py, the project smoke test)
+    # run at torch's default thread count, as users do. Scripts that import
+    # this module outside pytest are not affected either.
+    torch.set_num_threads(1)
 
-torch.set_num_threads(1)
 
 # (text, [(entity text, label), ...]); every entity text occurs once in its
 # sentence and the texts tokenize on whitespace with spaCy's English rules.
@@ -75,7 +82,7 @@ def make_cnn_nlp(
     model: Optional[Dict] = None, lang: str = "en", **component: object
 ) -> Language:
     """A blank pipeline with `spandec_ner` on its own small CNN tok2vec."""
-    model_cfg = {"n_heads": 4, "dropout": 0.0, "tok2vec": copy.deepcopy(CNN_TOK2VEC)}
+    model_cfg = {"n_heads": 4, "tok2vec": copy.deepcopy(CNN_TOK2VEC)}
     model_cfg.update(model or {})
     config = {"model": model_cfg, "sf_threshold": 0.0}
     config.update(component)
@@ -85,7 +92,7 @@ def make_cnn_nlp(
 
 
 def train(
-    nlp: Language, examples: List[Example], n_updates: int = 60, seed: int = 0
+    nlp: Language, examples: List[Example], n_updates: int = 60, seed: int = 0, drop: float = 0.0
 ) -> List[float]:
     """Full-batch updates; returns the loss of every update."""
     fix_random_seed(seed)
@@ -94,9 +101,92 @@ def train(
     history = []
     for _ in range(n_updates):
         losses: Dict[str, float] = {}
-        nlp.update(examples, sgd=optimizer, losses=losses)
+        nlp.update(examples, sgd=optimizer, losses=losses, drop=drop)
         history.append(losses["spandec_ner"])
     return history
+
+
+def training_losses(
+    make_nlp: Callable[[], Language], seed: int, n_updates: int = 20, lr: float = LEARN_RATE
+) -> List[float]:
+    """Losses of the first updates from a fixed seed, with the shipped decoder
+    dropout and `spacy train`'s default dropout (0.1) on."""
+    fix_random_seed(seed)
+    nlp = make_nlp()
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    optimizer = Adam(lr)
+    history = []
+    for _ in range(n_updates):
+        losses: Dict[str, float] = {}
+        nlp.update(examples, sgd=optimizer, losses=losses, drop=0.1)
+        history.append(losses["spandec_ner"])
+    return history
+
+
+# Comparing outputs ------------------------------------------------------------------
+
+# Texts for "every way to run a pipeline gives the same output": odd characters,
+# empty and whitespace-only docs, long docs and docs of very different lengths
+# (spacy-transformers pads every batch to its longest doc).
+EQUIVALENCE_TEXTS = [
+    "",
+    " ",
+    "\t\n",
+    "\u3000\u00a0",
+    "Berlin",
+    "\x00",
+    "\x00\x01\x1f Angela Merkel met Emmanuel Macron in Berlin .\x7f",
+    "Angela Merkel met Emmanuel Macron in Berlin .",
+    "Angela Merkel 👩\u200d👩\u200d👧 met Emmanuel Macron in Berlin 🇩🇪 .",
+    "Apple\u200bopened a new office in London\ufeff .",
+    "Tokyo is the capital of Japan .\n\n東京は日本の首都です。",
+    "مرحبا Barack Obama spoke at Harvard University yesterday שלום .",
+    "\u202eMaria Garcia works for Google in Madrid .\u202c",
+    "Zu\u0308rich and Dvořák met John Smith in Paris .",
+    "The\tUnited\tNations\tmet\tin\tGeneva\t.",
+    "Elon Musk founded SpaceX in California .\r\nSiemens hired Peter Weber in Munich .",
+    "Microsoft  and  Amazon  compete  in  Seattle  .",
+    "\n\nThe New York Stock Exchange closed early on Friday .\n\n",
+    "e\u0301 \u0301 n\u0303o Angela Merkel",
+    "😀😀😀 Apple 😀 Google 😀",
+    "a" * 300,
+    "Angela" + "\u200d" * 20 + "Merkel",
+    " ".join(text for text, _ in TRAIN_DATA),
+    "\n".join(text for text, _ in TRAIN_DATA[:6]),
+    "Nobody saw anything unusual today .",
+    "Paris Rome Tokyo Berlin Madrid Seattle Geneva Munich London California Japan",
+    "ｆｕｌｌｗｉｄｔｈ Ｔｏｋｙｏ",
+    "\x0b\x0cBerlin\x0b",
+    "One",
+    " ".join(["Siemens hired Peter Weber in Munich ."] * 15),
+]
+
+
+def doc_outputs(doc, key: str = "spandec") -> Dict[str, list]:
+    """What `spandec_ner` wrote on a doc, as JSON-friendly values (so a
+    subprocess can print them and the test compare them)."""
+    group = doc.spans[key]
+    return {
+        "text": doc.text,
+        "ents": [[e.start, e.end, e.label_] for e in doc.ents],
+        "spans": [[s.start, s.end, s.label_] for s in group],
+        "scores": [float(score) for score in group.attrs["scores"]],
+        "counts": [group.attrs["n_candidates"], group.attrs["n_kept"]],
+    }
+
+
+def assert_same_outputs(docs_a: Sequence, docs_b: Sequence, what: str = "", atol: float = 1e-5) -> None:
+    """Same text, entities, spans and candidate counts, and scores within atol.
+    Takes Docs or doc_outputs() dicts."""
+    assert len(docs_a) == len(docs_b), what
+    for i, (a, b) in enumerate(zip(docs_a, docs_b)):
+        a = a if isinstance(a, dict) else doc_outputs(a)
+        b = b if isinstance(b, dict) else doc_outputs(b)
+        where = f"{what} doc {i}: {a['text'][:40]!r}"
+        for field in ("text", "ents", "spans", "counts"):
+            assert a[field] == b[field], f"{where}: {field} differ"
+        assert numpy.allclose(a["scores"], b["scores"], rtol=0, atol=atol), where
 
 
 @pytest.fixture(scope="session")
@@ -148,10 +238,13 @@ def trained_dir(trained_nlp, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory):
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+def build_tiny_bert(path: Path) -> Path:
     """A randomly initialised 2-layer, 32-wide BERT + WordPiece tokenizer on disk."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    path = tmp_path_factory.mktemp("tiny_bert")
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     vocab += list(string.ascii_lowercase)
     vocab += ["##" + c for c in string.ascii_lowercase]
@@ -196,7 +289,7 @@ def make_bert_nlp(bert_dir, **component: object) -> Language:
             }
         },
     )
-    config = {"model": {"n_heads": 4, "dropout": 0.0}}
+    config = {"model": {"n_heads": 4}}
     config.update(component)
     nlp.add_pipe("spandec_ner", config=config)
     return nlp

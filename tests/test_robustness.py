@@ -12,6 +12,7 @@ import pickle
 import random
 import shutil
 import time
+import tracemalloc
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy
@@ -28,7 +29,16 @@ from thinc.api import Adam, fix_random_seed
 
 from spacy_spandec.layers.spandec_model import SpanDecoderLoadError
 
-from conftest import LABELS, LEARN_RATE, TRAIN_DATA, char_spans, make_bert_nlp, make_cnn_nlp, make_examples
+from conftest import (
+    EQUIVALENCE_TEXTS,
+    LABELS,
+    TRAIN_DATA,
+    assert_same_outputs,
+    char_spans,
+    doc_outputs,
+    make_bert_nlp,
+    make_examples,
+)
 
 PROPERTY_SETTINGS = settings(
     max_examples=60,
@@ -77,29 +87,6 @@ def assert_valid(doc: Doc, labels: Sequence[str] = LABELS, max_span_length: int 
     assert all(a.end <= b.start for a, b in zip(ents, ents[1:]))
     # doc.ents is a non-overlapping selection of the predicted spans.
     assert {(e.start, e.end, e.label_) for e in ents} <= {(s.start, s.end, s.label_) for s in group}
-
-
-def outputs(doc: Doc) -> Tuple[list, list, list, Tuple[int, int]]:
-    group = doc.spans["spandec"]
-    return (
-        [(e.start, e.end, e.label_) for e in doc.ents],
-        [(s.start, s.end, s.label_) for s in group],
-        list(group.attrs["scores"]),
-        (group.attrs["n_candidates"], group.attrs["n_kept"]),
-    )
-
-
-def assert_same_outputs(docs_a: Sequence[Doc], docs_b: Sequence[Doc], what: str = "") -> None:
-    assert len(docs_a) == len(docs_b), what
-    for i, (a, b) in enumerate(zip(docs_a, docs_b)):
-        ents_a, spans_a, scores_a, counts_a = outputs(a)
-        ents_b, spans_b, scores_b, counts_b = outputs(b)
-        where = f"{what} doc {i}: {a.text[:40]!r}"
-        assert a.text == b.text, where
-        assert ents_a == ents_b, where
-        assert spans_a == spans_b, where
-        assert counts_a == counts_b, where
-        assert numpy.allclose(scores_a, scores_b, atol=1e-5), where
 
 
 # Odd text ----------------------------------------------------------------------------
@@ -356,39 +343,6 @@ def test_trained_on_sentences_finds_every_entity_of_a_long_document(trained_nlp)
 
 # Equivalence of the ways to run a pipeline ---------------------------------------
 
-EQUIVALENCE_TEXTS = [
-    "",
-    " ",
-    "\t\n",
-    "\u3000\u00a0",
-    "Berlin",
-    "\x00",
-    "\x00\x01\x1f Angela Merkel met Emmanuel Macron in Berlin .\x7f",
-    "Angela Merkel met Emmanuel Macron in Berlin .",
-    "Angela Merkel 👩\u200d👩\u200d👧 met Emmanuel Macron in Berlin 🇩🇪 .",
-    "Apple\u200bopened a new office in London\ufeff .",
-    "Tokyo is the capital of Japan .\n\n東京は日本の首都です。",
-    "مرحبا Barack Obama spoke at Harvard University yesterday שלום .",
-    "\u202eMaria Garcia works for Google in Madrid .\u202c",
-    "Zu\u0308rich and Dvořák met John Smith in Paris .",
-    "The\tUnited\tNations\tmet\tin\tGeneva\t.",
-    "Elon Musk founded SpaceX in California .\r\nSiemens hired Peter Weber in Munich .",
-    "Microsoft  and  Amazon  compete  in  Seattle  .",
-    "\n\nThe New York Stock Exchange closed early on Friday .\n\n",
-    "e\u0301 \u0301 n\u0303o Angela Merkel",
-    "😀😀😀 Apple 😀 Google 😀",
-    "a" * 300,
-    "Angela" + "\u200d" * 20 + "Merkel",
-    " ".join(TRAIN_TEXTS),
-    "\n".join(TRAIN_TEXTS[:6]),
-    "Nobody saw anything unusual today .",
-    "Paris Rome Tokyo Berlin Madrid Seattle Geneva Munich London California Japan",
-    "ｆｕｌｌｗｉｄｔｈ Ｔｏｋｙｏ",
-    "\x0b\x0cBerlin\x0b",
-    "One",
-    " ".join(["Siemens hired Peter Weber in Munich ."] * 15),
-]
-
 
 def test_every_way_to_run_gives_the_same_predictions(trained_nlp, trained_dir):
     reference = [trained_nlp(text) for text in EQUIVALENCE_TEXTS]
@@ -455,18 +409,38 @@ def test_cnn_pipeline_leaves_only_small_values(trained_nlp):
 
 
 def test_repeated_calls_do_not_accumulate_objects(trained_nlp):
+    """Neither Python objects nor numpy buffers (which tracemalloc sees)
+    pile up: two equal rounds after a warm-up, the second must add ~nothing."""
     texts = EQUIVALENCE_TEXTS[4:20]
-    for _ in range(3):  # warm-up: vocab, string store, caches
-        list(trained_nlp.pipe(texts))
-    gc.collect()
-    before = len(gc.get_objects())
-    for _ in range(10):
-        for doc in trained_nlp.pipe(texts, batch_size=5):
-            pass
-        del doc
-    gc.collect()
-    after = len(gc.get_objects())
-    assert after - before < 500, after - before
+
+    def run(rounds: int) -> None:
+        for _ in range(rounds):
+            for doc in trained_nlp.pipe(texts, batch_size=5):
+                pass
+            del doc
+
+    def measure() -> Tuple[int, int]:
+        gc.collect()
+        return len(gc.get_objects()), tracemalloc.get_traced_memory()[0]
+
+    run(3)  # warm-up: vocab, string store, caches
+    tracemalloc.start()
+    try:
+        run(1)
+        objects_0, bytes_0 = measure()
+        run(10)
+        objects_1, bytes_1 = measure()
+        run(10)
+        objects_2, bytes_2 = measure()
+    finally:
+        tracemalloc.stop()
+    n_docs = 10 * len(texts)
+    growth = {"objects": (objects_1 - objects_0, objects_2 - objects_1), "bytes": (bytes_1 - bytes_0, bytes_2 - bytes_1)}
+    print(f"\ngrowth per {n_docs} docs (first, second round):", growth)
+    # Measured: objects -1 / 0, traced bytes +8.6 KB / +6.1 KB per 160 docs (the old bound,
+    # 500 objects, allowed 3 per doc and saw no buffers).
+    assert objects_2 - objects_1 < n_docs // 10, growth
+    assert bytes_2 - bytes_1 < 100 * n_docs, growth
 
 
 def test_doc_cleaner_after_spandec_on_tiny_bert(wordpiece_bert):
@@ -475,7 +449,7 @@ def test_doc_cleaner_after_spandec_on_tiny_bert(wordpiece_bert):
     # spacy-transformers leaves its own output on the doc: that is not ours ...
     assert doc._.trf_data is not None
     assert large_values(dict(doc.user_data)) != []
-    expected = outputs(doc)
+    expected = doc_outputs(doc)
     nlp = wordpiece_bert
     nlp.add_pipe("doc_cleaner", after="spandec_ner")
     try:
@@ -485,45 +459,14 @@ def test_doc_cleaner_after_spandec_on_tiny_bert(wordpiece_bert):
             assert_small_doc(cleaned)
         cleaned = nlp(text)
         # ... and spans, scores and ents survive the cleaner.
-        assert outputs(cleaned)[:2] == expected[:2]
-        assert numpy.allclose(outputs(cleaned)[2], expected[2], atol=1e-6)
+        assert_same_outputs([cleaned], [expected], "doc_cleaner", atol=1e-6)
         assert [(e.text, e.label_) for e in cleaned.ents] == sorted(ents, key=lambda x: text.index(x[0]))
     finally:
         nlp.remove_pipe("doc_cleaner")
 
 
-# Determinism -----------------------------------------------------------------------
-
-
-def training_losses(make_nlp: Callable[[], Language], seed: int, n_updates: int = 20, lr: float = LEARN_RATE) -> List[float]:
-    """Losses of the first updates, with dropout on, from a fixed seed."""
-    fix_random_seed(seed)
-    nlp = make_nlp()
-    examples = make_examples(nlp)
-    nlp.initialize(lambda: examples)
-    optimizer = Adam(lr)
-    history = []
-    for _ in range(n_updates):
-        losses: Dict[str, float] = {}
-        nlp.update(examples, sgd=optimizer, losses=losses, drop=0.1)
-        history.append(losses["spandec_ner"])
-    return history
-
-
-def test_cnn_training_is_deterministic():
-    make = lambda: make_cnn_nlp(model={"dropout": 0.1})  # noqa: E731
-    first = training_losses(make, seed=0)
-    second = training_losses(make, seed=0)
-    numpy.testing.assert_allclose(first, second, rtol=0, atol=1e-7)
-    assert first != training_losses(make, seed=1)  # the seed matters: not vacuous
-
-
-def test_tiny_bert_training_is_deterministic(tiny_bert_dir):
-    make = lambda: make_bert_nlp(tiny_bert_dir, model={"n_heads": 4, "dropout": 0.1})  # noqa: E731
-    first = training_losses(make, seed=0)
-    second = training_losses(make, seed=0)
-    numpy.testing.assert_allclose(first, second, rtol=0, atol=1e-7)
-    assert first != training_losses(make, seed=1)
+# Determinism of training and the tiny-BERT equivalence checks run at torch's
+# default thread count in a fresh process: tests/test_default_threads.py.
 
 
 # Loading tampered model files -------------------------------------------------------
