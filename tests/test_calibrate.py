@@ -61,18 +61,26 @@ def test_calibrate_tunes_the_outside_bias_and_writes_it_to_both_pipelines(traine
 
     model = tmp_path / "spandec"
     shutil.copytree(trained_dir, model)
+    assert spacy.load(model).get_pipe("spandec_ner").outside_bias == 0.0
     dev = tmp_path / "dev.spacy"
     DocBin(docs=[eg.reference for eg in make_examples(trained_nlp)]).to_disk(dev)
     out = tmp_path / "sf"
-    # +50 on the O logit predicts no entity at all, so it must lose to 0.
-    main([str(model), str(dev), str(out), "--thresholds", "0,0.5", "--outside-biases", "50,0",
+    # +50 on the O logit predicts no entity at all, so it must lose to -0.25.
+    # Neither is the default 0, so a bias that is not written shows up.
+    main([str(model), str(dev), str(out), "--thresholds", "0,0.5", "--outside-biases", "50,-0.25",
           "--bias-output", str(model), "--results", str(tmp_path / "cal.json")])
     result = json.loads((tmp_path / "cal.json").read_text())
     rows = {row["outside_bias"]: row for row in result["bias_sweep"]}
-    assert rows[50.0]["seqeval_f"] == 0.0 and rows[0.0]["seqeval_f"] > 0.5
-    assert result["outside_bias"] == 0.0
-    assert spacy.load(out).get_pipe("spandec_ner").outside_bias == 0.0
-    assert spacy.load(model).get_pipe("spandec_ner").sf_threshold == 0.0  # only the bias goes there
+    assert rows[50.0]["seqeval_f"] == 0.0 and rows[-0.25]["seqeval_f"] > 0.5
+    assert result["outside_bias"] == -0.25
+    calibrated = spacy.load(out).get_pipe("spandec_ner")
+    assert calibrated.outside_bias == -0.25
+    assert calibrated.sf_threshold == result["chosen"]["threshold"]
+    # --bias-output gets the bias, and only the bias: its threshold stays 0.
+    biased = spacy.load(model).get_pipe("spandec_ner")
+    assert biased.outside_bias == -0.25
+    assert biased.sf_threshold == 0.0
+    assert spacy.load(trained_dir).get_pipe("spandec_ner").outside_bias == 0.0  # the source is untouched
 
 
 def test_choose_bias_prefers_best_f1_then_the_smallest_offset():

@@ -1,6 +1,5 @@
 """The `spandec_ner` component on a small CNN tok2vec: training, outputs,
 serialization, batching, errors, scoring and warnings."""
-import os
 import pickle
 import shutil
 import subprocess
@@ -61,10 +60,7 @@ def test_add_pipe_by_name_through_entry_points():
         "print(nlp.pipe_names)\n"
         "print(type(nlp.get_pipe('spandec_ner')).__name__)\n"
     )
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd="/", timeout=120
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", timeout=120)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "before False"
@@ -616,21 +612,32 @@ def test_bad_outside_bias():
             make_cnn_nlp().get_pipe("spandec_ner").outside_bias = value
 
 
-def test_outside_bias_trades_precision_for_recall(trained_nlp, trained_dir):
-    ner = trained_nlp.get_pipe("spandec_ner")
+def span_precision_recall(docs, data):
+    """Precision and recall of all predicted spans (doc.spans) against the gold."""
+    got = {(i, s.start_char, s.end_char, s.label_) for i, doc in enumerate(docs) for s in doc.spans["spandec"]}
+    gold = {(i, *span) for i, (text, ents) in enumerate(data) for span in char_spans(text, ents)}
+    right = len(got & gold)
+    return right / max(len(got), 1), right / len(gold)
+
+
+def test_outside_bias_trades_precision_for_recall(trained_dir):
+    """On a briefly trained model (it misses entities at the plain argmax), a
+    negative offset of the O logit finds more gold spans and keeps fewer wrong
+    ones out; a positive one does the reverse."""
+    nlp = make_cnn_nlp()
+    train(nlp, make_examples(nlp), n_updates=15)  # measured: P 0.94, R 0.63 at bias 0
+    ner = nlp.get_pipe("spandec_ner")
     texts = [text for text, _ in TRAIN_DATA]
-    plain = [spans_of(doc) for doc in trained_nlp.pipe(texts)]
-    with setting(ner, outside_bias=0.0):
-        assert [spans_of(doc) for doc in trained_nlp.pipe(texts)] == plain
-    with setting(ner, outside_bias=-30.0):
-        low = [trained_nlp(text) for text in texts]
+    measured = {}
+    for bias in (1.0, 0.0, -1.0, -30.0):
+        with setting(ner, outside_bias=bias):
+            measured[bias] = span_precision_recall(list(nlp.pipe(texts)), TRAIN_DATA)
+    (p_high, r_high), (p0, r0), (p_low, r_low), (p_lowest, r_lowest) = measured.values()
+    assert 0 < r0 < 1, measured  # not vacuous: there is recall to gain
+    assert r_high <= r0 < r_low <= r_lowest, measured
+    assert p_high >= p0 > p_low >= p_lowest, measured
     with setting(ner, outside_bias=30.0):
-        high = [trained_nlp(text) for text in texts]
-    n_plain = sum(len(spans) for spans, _ in plain)
-    assert sum(len(doc.spans["spandec"]) for doc in low) > n_plain > 0
-    assert all(len(doc.spans["spandec"]) == 0 and len(doc.ents) == 0 for doc in high)
-    for doc in low:  # more spans, still aligned and non-overlapping in doc.ents
-        assert all(e.text == doc.text[e.start_char : e.end_char] for e in doc.ents)
+        assert all(len(doc.spans["spandec"]) == 0 and len(doc.ents) == 0 for doc in nlp.pipe(texts))
     # A config override at load is the value used.
     loaded = spacy.load(trained_dir, config={"components": {"spandec_ner": {"outside_bias": 30.0}}})
     assert loaded.get_pipe("spandec_ner").outside_bias == 30.0
@@ -666,6 +673,24 @@ def test_truncated_model_file(trained_dir, tmp_path):
     model_file.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="(?i)corrupt|truncated"):
         spacy.load(path)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "a_directory"])
+def test_missing_or_unreadable_model_file(trained_dir, tmp_path, damage):
+    """A pipeline copied without its weights names the file and the fix."""
+    from spacy_spandec.layers.spandec_model import SpanDecoderLoadError
+
+    path = tmp_path / "pipeline"
+    shutil.copytree(trained_dir, path)
+    model_file = path / "spandec_ner" / "model"
+    model_file.unlink()
+    if damage == "a_directory":
+        model_file.mkdir()
+    with pytest.raises(SpanDecoderLoadError) as excinfo:
+        spacy.load(path)
+    message = str(excinfo.value)
+    assert str(model_file) in message
+    assert "'spandec_ner'" in message and "nlp.to_disk()" in message
 
 
 def corrupt_decoder_weights(model_bytes: bytes) -> bytes:
