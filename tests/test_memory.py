@@ -1,0 +1,96 @@
+"""Memory while streaming: ~20,000 short docs through `nlp.pipe` on the tiny-BERT
+transformer pipeline (about 30 s on a loaded 2-core machine: marked slow).
+
+RSS is read at three points of one stream: after a warm-up, after the first
+half and after the second half. At each point glibc's `malloc_trim(0)` first
+hands freed heap pages back, so the "trimmed" RSS is the memory the process
+still uses; the raw RSS before the trim also counts what glibc keeps.
+"""
+import ctypes
+import gc
+import random
+from pathlib import Path
+from typing import Dict, Iterator
+
+import pytest
+
+from conftest import TRAIN_DATA, make_bert_nlp, make_examples, train
+
+pytestmark = pytest.mark.slow
+
+WARM_UP, HALF = 2_000, 9_000  # 20,000 docs in all
+MB = 1024 * 1024
+
+
+def rss() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024 / MB
+    pytest.skip("no /proc/self/status")
+
+
+def malloc_trim() -> None:
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pytest.skip("not glibc: no malloc_trim")
+
+
+def short_texts(n: int, rng: random.Random) -> Iterator[str]:
+    """1-12 words from the training sentences: the vocab stops growing in
+    the warm-up, so string-store growth does not count as a leak."""
+    words = sorted({word for text, _ in TRAIN_DATA for word in text.split()})
+    for _ in range(n):
+        yield " ".join(rng.choice(words) for _ in range(rng.randint(1, 12)))
+
+
+@pytest.fixture(scope="module")
+def stream(tiny_bert_dir) -> Dict[str, float]:
+    nlp = make_bert_nlp(tiny_bert_dir)
+    train(nlp, make_examples(nlp), n_updates=40, drop=0.1)
+    rng = random.Random(0)
+    n_docs = n_ents = 0
+
+    def run(n: int) -> None:
+        nonlocal n_docs, n_ents
+        for doc in nlp.pipe(short_texts(n, rng)):  # nlp.pipe's defaults, as users call it
+            n_docs += 1
+            n_ents += len(doc.ents)
+        del doc
+
+    run(WARM_UP)
+    malloc_trim()
+    out = {"start": rss()}
+    for half in ("first", "second"):
+        run(HALF)
+        out[f"{half}_raw"] = rss()
+        malloc_trim()
+        out[f"{half}_trimmed"] = rss()
+    out.update(n_docs=n_docs, n_ents=n_ents)
+    print("\nRSS (MB) while streaming:", {k: round(v, 1) for k, v in out.items()})
+    return out
+
+
+def test_streaming_short_docs_keeps_memory_in_use_flat(stream, record_property):
+    record_property("rss_mb", {k: round(v, 1) for k, v in stream.items()})
+    assert stream["n_docs"] == WARM_UP + 2 * HALF
+    assert stream["n_ents"] > 0  # the decoder wrote entities: its whole path ran
+    first = stream["first_trimmed"] - stream["start"]
+    second = stream["second_trimmed"] - stream["first_trimmed"]
+    # Measured: +1 to +3 MB per 9,000 docs (allocator noise, torch caches).
+    assert second < 8.0, (first, second)
+    assert second < first + 4.0, (first, second)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="Known: with glibc's default (dynamic) mmap threshold the freed buffers of "
+    "the per-batch tensors stay in the heap and raw RSS grows ~14 KB per short doc "
+    "(measured up to 60,000 docs), though the memory in use stays flat (test above). "
+    "MALLOC_TRIM_THRESHOLD_=0 in the environment keeps it flat; see the README.",
+)
+def test_streaming_short_docs_keeps_raw_rss_flat(stream):
+    growth = stream["second_raw"] - stream["first_trimmed"]
+    assert growth < 16.0, growth
