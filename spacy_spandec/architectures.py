@@ -81,25 +81,16 @@ def build_span_decoder_v1(
         text keys relative to the query projection.
     The other arguments are those of SpanDecoder.v2.
     """
-    _check_shape(max_span_length, n_heads, block_size, context_window, dropout, mlp_ratio)
     if position_init not in POSITION_INITS:
         raise ValueError(f"position_init must be one of {list(POSITION_INITS)}, got {position_init!r}.")
     if position_key_scale <= 0:
         raise ValueError(f"position_key_scale must be positive, got {position_key_scale}.")
-    return build_spandec_model(
-        tok2vec,
-        max_span_length=max_span_length,
-        n_heads=n_heads,
-        mlp_ratio=mlp_ratio,
-        dropout=dropout,
-        context_window=context_window,
-        block_size=block_size,
-        span_filter=span_filter,
-        mixed_precision=mixed_precision,
-        positions="absolute",
-        position_init=position_init,
-        position_key_scale=position_key_scale,
+    model = build_span_decoder(
+        tok2vec, max_span_length, n_heads, mlp_ratio, dropout, context_window, block_size, span_filter, mixed_precision
     )
+    # The PyTorch net is built from these attrs at initialization (net_config).
+    model.attrs.update(positions="absolute", position_init=position_init, position_key_scale=position_key_scale)
+    return model
 
 
 def _check_shape(

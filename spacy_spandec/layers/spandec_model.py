@@ -107,12 +107,10 @@ def build_spandec_model(
     span_filter: bool,
     mixed_precision: bool,
     positions: str,
-    position_init: Optional[str] = None,
-    position_key_scale: Optional[float] = None,
 ) -> Model[List[Doc], SpanDecOutput]:
     """The Thinc model around the PyTorch net. `positions` is "relative"
-    (SpanDecoder.v2) or "absolute" (v1, which alone takes the two position_*
-    initialisation settings)."""
+    (SpanDecoder.v2) or "absolute" (v1, whose architecture also sets the
+    position_init and position_key_scale attrs)."""
     wrapper = PyTorchWrapper_v3(
         build_net(None),
         convert_inputs=_convert_inputs,
@@ -138,8 +136,8 @@ def build_spandec_model(
             "span_filter": span_filter,
             "sf_threshold": 0.0,
             "positions": positions,
-            "position_init": position_init,
-            "position_key_scale": position_key_scale,
+            "position_init": None,
+            "position_key_scale": None,
         },
     )
 
