@@ -80,9 +80,10 @@ def alibi_slopes(n_heads: int, steepest: float = 4.0) -> torch.Tensor:
 class _SpanDecoderBase(nn.Module):
     """The layers and the attention arithmetic both position schemes share.
 
-    A subclass says how a query scores the text of its window
-    (`_group_scores`) and its own pair (`_pair`), and what the per-span layers
-    add after attention (`span_head`).
+    A subclass says how a query scores its own pair (`_pair`) and the text of
+    its window, in the grouped path (`_group_scores`) and the fused one
+    (`_fused_terms`), and what the per-span layers add after attention
+    (`span_head`).
     """
 
     def __init__(self, width: int, n_classes: int, n_heads: int, mlp_ratio: float, dropout: float, n_positions: int) -> None:
@@ -188,6 +189,43 @@ class _SpanDecoderBase(nn.Module):
             attended = merge_with_pair(pair_scores, pair_values, text_max, text_sum, text_out)
         return self.span_head(marker_in, attended, ends - starts)
 
+    def _attend_fused(
+        self,
+        q: torch.Tensor,
+        pair_keys: torch.Tensor,
+        pair_values: torch.Tensor,
+        text_keys: torch.Tensor,
+        text_values: torch.Tensor,
+        tables: Dict[str, torch.Tensor],
+        starts: torch.Tensor,
+        ends: torch.Tensor,
+        span_blocks: torch.Tensor,
+        window_starts: torch.Tensor,
+        window_lengths: torch.Tensor,
+        n_text: int,
+    ) -> torch.Tensor:
+        """Attention of every span query over [own window, own pair] in one
+        masked SDPA call (`fused_layout`); the scheme adds its position terms
+        to the text keys and values and gives the mask (`_fused_terms`).
+        q, pair_keys: (n, 2, d) or, shared by every span, (2, d). (n, 2, d)."""
+        n, d = starts.shape[0], self.width
+        h, hw = self.n_heads, self.head_width
+        key_pos, key_index, allowed = fused_layout(span_blocks, window_starts, window_lengths, n_text)
+        pos_keys, pos_values, mask = self._fused_terms(tables, key_pos, key_index, starts, ends, allowed)
+        keys, values = text_keys[key_index], text_values[key_index]
+        if pos_keys is not None:
+            keys, values = keys + pos_keys, values + pos_values
+        pairs = (n, 2, d)
+        keys = torch.cat([keys, pair_keys.expand(pairs).reshape(2 * n, d)])
+        values = torch.cat([values, pair_values.reshape(-1, 2, d).expand(pairs).reshape(2 * n, d)])
+        out = F.scaled_dot_product_attention(
+            q.expand(pairs).reshape(2 * n, h, hw).transpose(0, 1)[None],
+            keys.view(-1, h, hw).transpose(0, 1)[None],
+            values.view(-1, h, hw).transpose(0, 1)[None],
+            attn_mask=mask,
+        )  # (1, h, 2n, hw)
+        return out[0].transpose(0, 1).reshape(n, 2, d)
+
     def span_head(self, marker_in: torch.Tensor, attended: torch.Tensor, widths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The per-span layers after attention: output projection with the
         residual, the shared MLP, the classifier over [h_i; h_j].
@@ -270,7 +308,7 @@ class _SpanDecoderBase(nn.Module):
 
 def fused_layout(
     span_blocks: torch.Tensor, window_starts: torch.Tensor, window_lengths: torch.Tensor, n_text: int
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Keys of the fused path: every block window laid end to end (`n_text`
     tokens), then every span's two queries. Returns each text key's window
     position and flat token index, and the (2n, n_text + 2n) mask of the keys
@@ -287,7 +325,7 @@ def fused_layout(
         [span_blocks[span_of_row][:, None] == key_block[None, :], span_of_row[:, None] == span_of_row[None, :]],
         dim=1,
     )
-    return key_pos, key_index, span_of_row, allowed
+    return key_pos, key_index, allowed
 
 
 def merge_with_pair(
@@ -384,43 +422,21 @@ class RelativeSpanDecoder(_SpanDecoderBase):
         bias = self.relative_bias[markers[..., None], :, offsets]  # (b, Q, K, h)
         return content.transpose(1, 2) + bias.permute(0, 3, 1, 2), values
 
-    def _attend_fused(
-        self,
-        q: torch.Tensor,
-        pair_keys: torch.Tensor,
-        pair_values: torch.Tensor,
-        text_keys: torch.Tensor,
-        text_values: torch.Tensor,
-        tables: Dict[str, torch.Tensor],
-        starts: torch.Tensor,
-        ends: torch.Tensor,
-        span_blocks: torch.Tensor,
-        window_starts: torch.Tensor,
-        window_lengths: torch.Tensor,
-        n_text: int,
-    ) -> torch.Tensor:
-        """Attention of every span query over [own window, own pair] in one
-        SDPA call whose float mask carries the relative bias. (n, 2, d)."""
-        n, d = starts.shape[0], self.width
-        h, hw = self.n_heads, self.head_width
-        key_pos, key_index, span_of_row, allowed = fused_layout(span_blocks, window_starts, window_lengths, n_text)
-        marker_of_row = torch.arange(2, device=q.device).repeat(n)
+    def _fused_terms(
+        self, tables: Dict[str, torch.Tensor], key_pos: torch.Tensor, key_index: torch.Tensor,
+        starts: torch.Tensor, ends: torch.Tensor, allowed: torch.Tensor,
+    ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], torch.Tensor]:
+        """No position terms on the text; a float mask (1, h, 2n, keys) that
+        carries the relative bias of every allowed key and -inf elsewhere."""
+        n = starts.shape[0]
+        marker_of_row = torch.arange(2, device=starts.device).repeat(n)
         boundaries = torch.stack([starts, ends], dim=1).reshape(2 * n)
-        keys = torch.cat([text_keys[key_index], pair_keys.repeat(n, 1)])
-        values = torch.cat([text_values[key_index], pair_values.reshape(2, d).repeat(n, 1)])
         # Offsets from each query's boundary to each key's token, in the
         # table's range wherever the mask allows the key.
         key_tokens = torch.cat([key_index, boundaries])
         offsets = (key_tokens[None, :] - boundaries[:, None] + self.n_positions - 1).clamp_(0, 2 * self.n_positions - 2)
         bias = self.relative_bias[marker_of_row[:, None], :, offsets].permute(2, 0, 1)  # (h, 2n, keys)
-        bias = bias.masked_fill(~allowed[None], float("-inf"))
-        out = F.scaled_dot_product_attention(
-            q[marker_of_row].view(2 * n, h, hw).transpose(0, 1)[None],
-            keys.view(-1, h, hw).transpose(0, 1)[None],
-            values.view(-1, h, hw).transpose(0, 1)[None],
-            attn_mask=bias[None],
-        )  # (1, h, 2n, hw)
-        return out[0].transpose(0, 1).reshape(n, 2, d)
+        return None, None, bias.masked_fill(~allowed[None], float("-inf"))[None]
 
     def span_head(self, marker_in: torch.Tensor, attended: torch.Tensor, widths: Optional[torch.Tensor] = None) -> torch.Tensor:
         hidden = marker_in + self.dropout(self.o_proj(attended))
@@ -515,35 +531,12 @@ class AbsoluteSpanDecoder(_SpanDecoderBase):
         scores = torch.matmul(q, keys.permute(0, 2, 3, 1)) / math.sqrt(hw)
         return scores, values.transpose(1, 2)
 
-    def _attend_fused(
-        self,
-        q: torch.Tensor,
-        pair_keys: torch.Tensor,
-        pair_values: torch.Tensor,
-        text_keys: torch.Tensor,
-        text_values: torch.Tensor,
-        tables: Dict[str, torch.Tensor],
-        starts: torch.Tensor,
-        ends: torch.Tensor,
-        span_blocks: torch.Tensor,
-        window_starts: torch.Tensor,
-        window_lengths: torch.Tensor,
-        n_text: int,
-    ) -> torch.Tensor:
-        """Attention of every span query over [own window, own pair] in one
-        masked SDPA call. (n, 2, d)."""
-        n, d = q.shape[0], self.width
-        h, hw = self.n_heads, self.head_width
-        key_pos, key_index, _, allowed = fused_layout(span_blocks, window_starts, window_lengths, n_text)
-        keys = torch.cat([text_keys[key_index] + tables["pos_keys"][key_pos], pair_keys.reshape(2 * n, d)])
-        values = torch.cat([text_values[key_index] + tables["pos_values"][key_pos], pair_values.reshape(2 * n, d)])
-        out = F.scaled_dot_product_attention(
-            q.reshape(2 * n, h, hw).transpose(0, 1)[None],
-            keys.view(-1, h, hw).transpose(0, 1)[None],
-            values.view(-1, h, hw).transpose(0, 1)[None],
-            attn_mask=allowed[None, None],
-        )  # (1, h, 2n, hw)
-        return out[0].transpose(0, 1).reshape(n, 2, d)
+    def _fused_terms(
+        self, tables: Dict[str, torch.Tensor], key_pos: torch.Tensor, key_index: torch.Tensor,
+        starts: torch.Tensor, ends: torch.Tensor, allowed: torch.Tensor,
+    ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], torch.Tensor]:
+        """The text keys' and values' window positions; a boolean mask."""
+        return tables["pos_keys"][key_pos], tables["pos_values"][key_pos], allowed[None, None]
 
 
 def _size_groups(window_lengths: List[int], n_queries: List[int], n_heads: int) -> List[Tuple[int, int]]:
