@@ -1,4 +1,4 @@
-"""scripts/run_all.py and scripts/results_table.py: budgets, run folders, tables."""
+"""scripts/run_all.py, results_table.py and readme_results.py: budgets, run folders, tables."""
 import json
 import sys
 from pathlib import Path
@@ -7,6 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
+import readme_results  # noqa: E402
 import results_table  # noqa: E402
 import run_all  # noqa: E402
 
@@ -227,3 +228,22 @@ def test_benchmark_reads_metrics_only_when_newer_than_the_model(tmp_path, monkey
     assert row["seqeval_f"] == 0.71 and row["source"] == "metrics/bc5cdr/spanmarker.json"
     # A smoke run on a test subset never takes the full-test metrics.
     assert benchmark.scores_of(runner, "bc5cdr", [], 10)["seqeval_f"] == 0.5
+
+
+def test_readme_results_block_is_generated_from_the_result_files():
+    """The README's numbers come from metrics/ and results/: regenerate them
+    with `python scripts/readme_results.py` after a new run."""
+    assert readme_results.main(["--check"]) == 0
+
+
+def test_readme_results_table_reads_the_files_and_leaves_missing_cells_empty(tmp_path):
+    (tmp_path / "metrics" / "bc5cdr").mkdir(parents=True)
+    (tmp_path / "metrics" / "bc5cdr" / "token_cls.json").write_text(json.dumps({"seqeval_f": 0.81234}))
+    block = readme_results.table(tmp_path)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in block.splitlines() if line.startswith("| ")}
+    assert rows["BC5CDR"] == "| BC5CDR | – | 81.2 | – | – | – |"
+    assert rows["CoNLL++ sentences"] == "| CoNLL++ sentences | – | – | – | – | – |"
+    readme = "intro\n<!-- results:start -->\nold\n<!-- results:end -->\nrest\n"
+    assert readme_results.render(readme, "new") == "intro\n<!-- results:start -->\nnew\n<!-- results:end -->\nrest\n"
+    with pytest.raises(ValueError, match="exactly one"):
+        readme_results.render("no markers", "new")

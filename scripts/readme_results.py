@@ -1,0 +1,96 @@
+"""Write the README's results table from the committed result files.
+
+The table between the README's `<!-- results:start -->` and
+`<!-- results:end -->` markers is made here and nowhere else: test seqeval F1
+from metrics/<dataset>/<config>.json (written by `spacy evaluate`) and the
+sentences-vs-documents run in results/positions/conllpp_400.json. A missing
+file leaves its cell at "–", never a copied number.
+
+    python scripts/readme_results.py           # rewrite the block in README.md
+    python scripts/readme_results.py --check   # exit 1 if the block is stale
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+COLUMNS = ["spaCy `ner`", "token classification", "SpanDec v1", "SF-SpanDec v1", "SpanDec v2"]
+DATASETS = {"conllpp": "CoNLL++ sentences", "bc5cdr": "BC5CDR", "crossner": "CrossNER (5 domains)", "ontonotes5": "OntoNotes 5"}
+METRICS_FILES = {"spaCy `ner`": "spacy_ner", "token classification": "token_cls", "SpanDec v1": "spandec", "SF-SpanDec v1": "sf_spandec"}
+POSITIONS = Path("results/positions/conllpp_400.json")
+CAPTION = (
+    "Test seqeval F1 (%) after 400 steps of 32 sentences on the offline MiniLM-L6 encoder, 2-core CPU. "
+    "The v1 columns are `metrics/<dataset>/` (the decoder with window positions, O bias tuned on dev by "
+    "`calibrate`); the v2 column and the documents row are [results/positions](results/positions/conllpp_400.json) "
+    "(no O bias). Commands, dates and machines: [results/README.md](results/README.md)."
+)
+
+
+def _f1(path: Path) -> Optional[float]:
+    return json.loads(path.read_text())["seqeval_f"] * 100 if path.exists() else None
+
+
+def _cell(value: Optional[float]) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def table(root: Path = ROOT) -> str:
+    """The markdown block, caption and table, from the files under `root`."""
+    positions = json.loads((root / POSITIONS).read_text()) if (root / POSITIONS).exists() else {"test": {}}
+    runs = positions["test"]
+
+    def run_f1(model: str, split: str) -> Optional[float]:
+        return runs.get(model, {}).get(split, {}).get("seqeval_f")
+
+    rows: List[Dict[str, Optional[float]]] = []
+    for dataset in DATASETS:
+        row: Dict[str, Optional[float]] = {
+            column: _f1(root / "metrics" / dataset / f"{name}.json") for column, name in METRICS_FILES.items()
+        }
+        row["SpanDec v2"] = run_f1("spandec_v2", "sentences") if dataset == "conllpp" else None
+        rows.append(row)
+    documents: Dict[str, Optional[float]] = {column: None for column in COLUMNS}
+    documents.update(
+        {
+            "token classification": run_f1("token_cls", "documents"),
+            "SpanDec v1": run_f1("spandec_v1", "documents"),
+            "SpanDec v2": run_f1("spandec_v2", "documents"),
+        }
+    )
+    lines = [CAPTION, "", "| benchmark | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
+    labels: List[str] = list(DATASETS.values()) + ["CoNLL++ whole documents, trained on sentences"]
+    for label, row in zip(labels, rows + [documents]):
+        lines.append(f"| {label} | " + " | ".join(_cell(row[column]) for column in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def render(readme: str, block: str) -> str:
+    """`readme` with the text between the markers replaced by `block`."""
+    if readme.count(START) != 1 or readme.count(END) != 1:
+        raise ValueError(f"README.md must hold exactly one {START} ... {END} block.")
+    head, rest = readme.split(START)
+    _, tail = rest.split(END)
+    return f"{head}{START}\n{block}\n{END}{tail}"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="exit 1 if README.md's block is stale; write nothing")
+    args = parser.parse_args(argv)
+    readme_path = ROOT / "README.md"
+    readme = readme_path.read_text()
+    wanted = render(readme, table())
+    if args.check:
+        if wanted != readme:
+            print("README.md's results block is stale: run python scripts/readme_results.py", file=sys.stderr)
+            return 1
+        return 0
+    readme_path.write_text(wanted)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
