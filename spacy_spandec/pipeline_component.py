@@ -53,6 +53,7 @@ LISTENER_NAMES = ("transformer-listener", "tok2vec-listener")
         "sf_threshold": 0.0,
         "outside_bias": 0.0,
         "sf_loss_weight": 1.0,
+        "negative_weight": 1.0,
         "write_ents": True,
         "overwrite_ents": True,
         "inference_dtype": "float32",
@@ -75,6 +76,7 @@ def make_spandec_ner(
     sf_threshold: float,
     outside_bias: float,
     sf_loss_weight: float,
+    negative_weight: float,
     write_ents: bool,
     overwrite_ents: bool,
     inference_dtype: str,
@@ -90,6 +92,9 @@ def make_spandec_ner(
         decoding; below 0 trades precision for recall. 0 is the plain argmax;
         `python -m spacy_spandec.calibrate` can tune it on the dev set.
     sf_loss_weight: weight of the span-filter loss added to the span loss.
+    negative_weight: weight of the O (not-an-entity) spans in the span loss,
+        a weighted mean as in torch's cross-entropy; below 1 lets the rare
+        entity spans count for more (spaCy's spancat has the same setting).
     write_ents: also write a flat, greedy-by-score selection to doc.ents.
     overwrite_ents: replace existing doc.ents rather than keep them.
     inference_dtype: "float32", or "int8" / "bfloat16" to predict with a
@@ -105,6 +110,7 @@ def make_spandec_ner(
         sf_threshold=sf_threshold,
         outside_bias=outside_bias,
         sf_loss_weight=sf_loss_weight,
+        negative_weight=negative_weight,
         write_ents=write_ents,
         overwrite_ents=overwrite_ents,
         inference_dtype=inference_dtype,
@@ -147,6 +153,7 @@ class SpanDecNER(TrainablePipe):
         sf_threshold: float = 0.0,
         outside_bias: float = 0.0,
         sf_loss_weight: float = 1.0,
+        negative_weight: float = 1.0,
         write_ents: bool = True,
         overwrite_ents: bool = True,
         inference_dtype: str = "float32",
@@ -160,6 +167,11 @@ class SpanDecNER(TrainablePipe):
             )
         if sf_loss_weight < 0:
             raise ValueError(f"sf_loss_weight must be >= 0, got {sf_loss_weight}.")
+        if not negative_weight > 0:
+            raise ValueError(
+                f"negative_weight must be > 0, got {negative_weight}. Use 1 for the plain "
+                "mean over spans, a value below 1 to down-weight the O spans."
+            )
         if not spans_key:
             raise ValueError("spans_key must be a non-empty string.")
         if sf_threshold > 0 and not model.attrs.get("span_filter", False):
@@ -174,6 +186,7 @@ class SpanDecNER(TrainablePipe):
         self.spans_key = spans_key
         self.gold_spans_key = gold_spans_key
         self.sf_loss_weight = sf_loss_weight
+        self.negative_weight = float(negative_weight)
         self.write_ents = write_ents
         self.overwrite_ents = overwrite_ents
         self.scorer = scorer
@@ -430,7 +443,7 @@ class SpanDecNER(TrainablePipe):
     def get_loss(
         self, examples: Iterable[Example], output: SpanDecOutput
     ) -> Tuple[float, Tuple[Any, Optional[Any]]]:
-        """Cross-entropy over decoded spans + weighted BCE of the span filter."""
+        """(O-weighted) cross-entropy over decoded spans + weighted BCE of the span filter."""
         examples = list(examples)
         ops = self.model.ops
         span_targets, token_targets = self._targets(examples, output)
@@ -442,10 +455,12 @@ class SpanDecNER(TrainablePipe):
             shifted = logits - logits.max(axis=1, keepdims=True)
             log_probs = shifted - numpy.log(numpy.exp(shifted).sum(axis=1, keepdims=True))
             rows = numpy.arange(n_spans)
-            loss += float(-log_probs[rows, span_targets].mean())
+            weights = numpy.where(span_targets == 0, self.negative_weight, 1.0).astype(logits.dtype)
+            weights /= weights.sum()
+            loss += float(-(weights * log_probs[rows, span_targets]).sum())
             d_logits = numpy.exp(log_probs)
             d_logits[rows, span_targets] -= 1.0
-            d_logits /= n_spans
+            d_logits *= weights[:, None]
         d_token_logits = None
         if self.model.attrs["span_filter"] and self.sf_loss_weight > 0:
             token_logits = ops.to_numpy(output.token_logits).astype("float32")

@@ -612,6 +612,34 @@ def test_bad_outside_bias():
             make_cnn_nlp().get_pipe("spandec_ner").outside_bias = value
 
 
+def test_bad_negative_weight():
+    for value in (0.0, -1.0):
+        with pytest.raises(ValueError, match="negative_weight must be > 0"):
+            make_cnn_nlp(negative_weight=value)
+
+
+@pytest.mark.parametrize("negative_weight", [1.0, 0.25])
+def test_span_loss_is_the_o_weighted_cross_entropy(negative_weight):
+    """get_loss against torch's weighted cross-entropy (mean over the weights)
+    and its autograd gradient."""
+    nlp = make_cnn_nlp(negative_weight=negative_weight, sf_loss_weight=0.0)
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("spandec_ner")
+    output = ner.model.predict([eg.predicted for eg in examples[:4]])
+    loss, (d_logits, d_tokens) = ner.get_loss(examples[:4], output)
+    targets, _ = ner._targets(examples[:4], output)
+    assert 0 < (targets > 0).sum() < len(targets)
+    logits = torch.tensor(numpy.asarray(output.logits), requires_grad=True)
+    class_weights = torch.ones(logits.shape[1])
+    class_weights[0] = negative_weight
+    expected = torch.nn.functional.cross_entropy(logits, torch.tensor(targets), weight=class_weights)
+    expected.backward()
+    assert loss == pytest.approx(float(expected.detach()), rel=1e-5)
+    assert numpy.allclose(numpy.asarray(d_logits), logits.grad.numpy(), atol=1e-7)
+    assert d_tokens is None
+
+
 def span_precision_recall(docs, data):
     """Precision and recall of all predicted spans (doc.spans) against the gold."""
     got = {(i, s.start_char, s.end_char, s.label_) for i, doc in enumerate(docs) for s in doc.spans["spandec"]}

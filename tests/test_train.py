@@ -1,0 +1,151 @@
+"""Resumable training (`python -m spacy_spandec.train`), run as users run it:
+in a subprocess at torch's default thread count, cut short on purpose or
+killed, then resumed, and compared with an uninterrupted run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy
+import pytest
+import spacy
+from spacy.tokens import DocBin
+
+from conftest import TRAIN_DATA, assert_same_outputs, make_bert_nlp, make_examples
+from spacy_spandec.train import converged, param_keys, train_batches
+from test_default_threads import fresh_env
+
+STEPS = 10
+
+
+def _loss(record: dict) -> float:
+    return sum(record["losses"].values())
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_bert_dir, tmp_path_factory) -> dict:
+    """A training config for the tiny-BERT pipeline and its corpus on disk."""
+    root = tmp_path_factory.mktemp("resumable")
+    nlp = make_bert_nlp(tiny_bert_dir)
+    examples = make_examples(nlp)
+    for name, part in (("train", examples), ("dev", examples[: len(examples) // 2])):
+        DocBin(docs=[eg.reference for eg in part]).to_disk(root / f"{name}.spacy")
+    config = nlp.config.copy()
+    config["paths"].update(train=str(root / "train.spacy"), dev=str(root / "dev.spacy"))
+    config["corpora"] = {
+        "train": {"@readers": "spacy.Corpus.v1", "path": "${paths.train}"},
+        "dev": {"@readers": "spacy.Corpus.v1", "path": "${paths.dev}"},
+    }
+    config["training"].update(
+        max_steps=STEPS, eval_frequency=3, dropout=0.1, seed=0,
+        batcher={"@batchers": "spacy.batch_by_sequence.v1", "size": 4, "get_length": None},
+        optimizer={"@optimizers": "spacy-spandec.AdamW.v1", "new_weights_lr_factor": 10.0,
+                   "learn_rate": {"@schedules": "spacy-spandec.warmup_linear_ratio.v1",
+                                  "initial_rate": 0.0005, "total_steps": STEPS, "warmup_ratio": 0.2}},
+    )
+    config.to_disk(root / "config.cfg")
+    return {"root": root, "config": root / "config.cfg"}
+
+
+def _train(setup: dict, out: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "spacy_spandec.train", str(setup["config"]), str(out), *args]
+    proc = subprocess.run(cmd, env=fresh_env(), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc
+
+
+def _curve(out: Path) -> list:
+    return [json.loads(line) for line in (out / "curve.jsonl").read_text().splitlines()]
+
+
+def _predict(out: Path) -> list:
+    nlp = spacy.load(out / "model-last")
+    return list(nlp.pipe([text for text, _ in TRAIN_DATA]))
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    curve_a, curve_b = _curve(a), _curve(b)
+    assert [r["step"] for r in curve_a] == [r["step"] for r in curve_b]
+    assert [r["words"] for r in curve_a] == [r["words"] for r in curve_b]
+    # Default thread count: float sums may differ in the last bits.
+    assert numpy.allclose([_loss(r) for r in curve_a], [_loss(r) for r in curve_b], rtol=1e-4)
+    assert numpy.allclose([r["score"] for r in curve_a], [r["score"] for r in curve_b], atol=1e-6)
+    assert_same_outputs(_predict(a), _predict(b), "model-last", atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(setup) -> Path:
+    out = setup["root"] / "uninterrupted"
+    _train(setup, out)
+    return out
+
+
+def test_training_learns_and_records_its_curve(uninterrupted):
+    curve = _curve(uninterrupted)
+    assert [r["step"] for r in curve] == [0, 3, 6, 9, STEPS]
+    assert all(r["train_seconds"] <= r["seconds"] for r in curve)
+    # Each record sums the losses since the previous evaluation: 3 updates.
+    assert _loss(curve[3]) < 0.7 * _loss(curve[1])
+    assert (uninterrupted / "model-best" / "config.cfg").exists()
+    state = json.loads((uninterrupted / "checkpoint" / "state.json").read_text())
+    assert state["step"] == STEPS
+
+
+def test_a_run_cut_short_and_resumed_matches_the_uninterrupted_run(setup, uninterrupted):
+    out = setup["root"] / "resumed"
+    first = _train(setup, out, "--stop-after", "3")
+    assert [r["step"] for r in _curve(out)] == [0, 3]
+    assert "Resuming" not in first.stdout
+    second = _train(setup, out)
+    assert "Resuming from" in second.stdout and "after step 3" in second.stdout
+    assert_same_run(uninterrupted, out)
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(setup, uninterrupted):
+    out = setup["root"] / "killed"
+    cmd = [sys.executable, "-m", "spacy_spandec.train", str(setup["config"]), str(out)]
+    proc = subprocess.Popen(cmd, env=fresh_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / "checkpoint" / "state.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists() and json.loads(state.read_text())["step"] >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert json.loads(state.read_text())["step"] < STEPS
+    _train(setup, out)
+    assert_same_run(uninterrupted, out)
+
+
+def test_optimizer_keys_name_the_same_parameters_in_every_process(tiny_bert_dir):
+    def names() -> set:
+        nlp = make_bert_nlp(tiny_bert_dir)
+        nlp.initialize(lambda: make_examples(nlp))
+        return set(param_keys(nlp).values())
+
+    names_a, names_b = names(), names()
+    assert names_a == names_b
+    assert any("/shim0/" in name for name in names_a)  # the torch modules' parameters
+    assert any(name.startswith("transformer/") for name in names_a)
+
+
+def test_batches_from_a_step_are_those_of_a_run_from_the_start():
+    corpus = lambda nlp: list(range(10))  # noqa: E731
+    batcher = lambda items: [items[i : i + 3] for i in range(0, len(items), 3)]  # noqa: E731
+    full = list(train_batches(corpus, None, batcher, seed=1, max_epochs=3))
+    assert len(full) == 12 and [b[3] for b in full].count(True) == 3
+    assert full[0][2] != full[4][2]  # each epoch has its own order
+    for start in (0, 3, 4, 11):
+        assert list(train_batches(corpus, None, batcher, seed=1, max_epochs=3, start=start)) == full[start:]
+
+
+def test_convergence_rule():
+    assert not converged([0.5, 0.7], min_gain=0.002, window=2)
+    assert not converged([0.5, 0.7, 0.8], min_gain=0.002, window=2)
+    assert converged([0.5, 0.8, 0.801, 0.8015], min_gain=0.002, window=2)
+    assert converged([0.8, 0.81, 0.80], min_gain=0.002, window=2)
