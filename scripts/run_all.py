@@ -25,6 +25,11 @@ Budgets (`training.max_steps`):
   cpu   = CPU_STEPS steps of sentences per run, to show the whole pipeline works
           on 2 cores; chunked runs get the same number of epochs, so the same
           sentences: ceil(CPU_STEPS * train samples / train sentences);
+  converge = sentences, trained by `train-resumable` (checkpoints; a rerun
+          resumes) until dev F1 rises by less than 0.2 over two epochs, at most
+          CONVERGE_EPOCHS: ceil(CONVERGE_EPOCHS * train samples / samples per
+          step) steps, so the learning rate decays over those epochs; runs live
+          in `<dataset>_converge` folders (corpus, training, metrics);
   paper = the paper's MiniLM schedule, 100 epochs: ceil(100 * train samples /
           samples per step), with the train samples from
           corpus/<dataset>/stats.json and the samples per step from
@@ -45,13 +50,15 @@ from typing import Any, Dict, List, Optional
 from thinc.api import Config
 
 DATASETS = ["conllpp", "crossner", "ontonotes5", "bc5cdr"]
+# spacy_ner (spaCy's own transition-based ner on the same listener),
 # token_cls and spandec are trained; sf_spandec is the trained spandec model
 # with its span-filter threshold calibrated on dev (one model, two variants).
-CONFIGS = ["token_cls", "spandec", "sf_spandec"]
+CONFIGS = ["spacy_ner", "token_cls", "spandec", "sf_spandec"]
 GRANULARITY = {"conllpp": "chunk", "ontonotes5": "chunk", "crossner": "sentence", "bc5cdr": "sentence"}
 DATASET_STEPS = ["assets", "convert"]
 MODEL_STEPS = ["train", "calibrate", "evaluate", "evaluate-domains", "package"]
 CPU_STEPS = 400
+CONVERGE_EPOCHS = 10
 PAPER_EPOCHS = 100
 PAPER_BATCH_SAMPLES = 64  # the paper's global batch size
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -78,7 +85,8 @@ def max_steps(budget: str, run: str, granularity: str, config: str) -> Optional[
     train = json.loads(stats_path.read_text())["splits"]["train"]
     if budget == "cpu":
         return math.ceil(CPU_STEPS * train["samples"] / train["sentences"])
-    return math.ceil(PAPER_EPOCHS * train["samples"] / samples_per_step(config))
+    epochs = CONVERGE_EPOCHS if budget == "converge" else PAPER_EPOCHS
+    return math.ceil(epochs * train["samples"] / samples_per_step(config))
 
 
 def now() -> str:
@@ -122,7 +130,7 @@ def model_configs(configs: List[str]) -> List[str]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budget", choices=["cpu", "paper"], default="cpu")
+    parser.add_argument("--budget", choices=["cpu", "converge", "paper"], default="cpu")
     parser.add_argument("--datasets", nargs="+", choices=DATASETS + ["all"], default=["all"],
                         help="benchmarks to run (`all`: every one); project var `datasets`")
     parser.add_argument("--configs", nargs="+", choices=CONFIGS + ["all"], default=["all"],
@@ -171,17 +179,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         if granularity == "auto":
             granularity = GRANULARITY[dataset] if args.budget == "paper" else "sentence"
         suffix = f"_chunk{args.max_tokens}" if granularity == "chunk" else ""
+        suffix += "_converge" if args.budget == "converge" else ""
         name = dataset + suffix  # the project's ${vars.run}: folder of this run's files
         base = {"dataset": dataset, "granularity": granularity, "limit": args.limit, "gpu_id": args.gpu_id}
         if granularity == "chunk":
-            base.update({"max_tokens": args.max_tokens, "suffix": suffix})
+            base["max_tokens"] = args.max_tokens
+        if suffix:
+            base["suffix"] = suffix
         if not all(run(f"{name}/-/{step}", step, base) for step in DATASET_STEPS if step in args.steps):
             continue
         for config in model_configs(args.configs):
             steps = max_steps(args.budget, name, granularity, config)
             variables = {**base, "config": config, "max_steps": steps if steps is not None else "AFTER_CONVERT"}
             if steps is not None:
-                variables["eval_frequency"] = max(1, steps // (2 if args.budget == "cpu" else 10))
+                # converge: twice an epoch, besides the evaluation at each epoch's end
+                evals = {"cpu": 2, "converge": 2 * CONVERGE_EPOCHS}.get(args.budget, 10)
+                variables["eval_frequency"] = max(1, steps // evals)
+            if args.budget == "converge":
+                variables["max_epochs"] = CONVERGE_EPOCHS
             requested = config in args.configs
             for step in MODEL_STEPS:
                 if step not in args.steps or (step == "evaluate-domains" and dataset != "crossner"):
@@ -195,10 +210,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                 # `calibrate` tunes spandec's O-logit offset in place and makes
                 # sf_spandec, so it runs right after spandec's training,
                 # before either is evaluated.
-                key, step_vars = f"{name}/{config}/{step}", variables
+                key, step_vars, command = f"{name}/{config}/{step}", variables, step
+                if step == "train" and args.budget == "converge":
+                    command = "train-resumable"
                 if step == "calibrate":
                     key, step_vars = f"{name}/sf_spandec/{step}", {**variables, "config": "sf_spandec"}
-                if not run(key, step, step_vars) and step in ("train", "calibrate"):
+                if not run(key, command, step_vars) and step in ("train", "calibrate"):
                     break  # evaluate and package need the trained model
     if failed:
         print(f"{len(failed)} step(s) failed: {', '.join(failed)}")

@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 
 import numpy
 import spacy
-from spacy.cli._util import parse_config_overrides
+from spacy.cli._util import parse_config_overrides, setup_gpu
 from spacy.language import Language
 from spacy.schemas import ConfigSchemaTraining
 from spacy.training import Example
@@ -220,6 +220,12 @@ def train(
     else:
         nlp = spacy.load(checkpoint / "model")
         progress = json.loads((checkpoint / STATE_FILE).read_text())
+        if progress.get("finished"):
+            stdout.write(
+                f"Training in {output} finished at step {progress['step']} ({progress['finished']}): nothing to do. "
+                f"Remove {checkpoint} or choose another output folder to train again.\n"
+            )
+            return output
         stdout.write(f"Resuming from {checkpoint} after step {progress['step']}\n")
         _truncate_curve(output / CURVE_FILE, progress["step"])
     config = nlp.config.interpolate()
@@ -246,6 +252,7 @@ def train(
     began = time.perf_counter() - progress["seconds"]
     train_seconds = progress["train_seconds"]
     batches = train_batches(train_corpus, nlp, T["batcher"], seed, T["max_epochs"], start)
+    finished = "all epochs"
     try:
         for step, epoch, batch, epoch_end in batches:
             t0 = time.perf_counter()
@@ -288,17 +295,30 @@ def train(
                 save_checkpoint(output, nlp, optimizer, progress)
                 losses = {}
                 if stop_after is not None and step >= stop_after:
+                    finished = ""
                     break
                 if at_epoch_end and converged(progress["epoch_scores"], min_gain, window):
-                    stdout.write(f"Converged after epoch {epoch}: dev score {progress['epoch_scores'][-1]:.4f}\n")
+                    finished = f"converged after epoch {epoch}"
                     break
             else:
                 log_step(None)
             best_step = -max((r[0], -r[1]) for r in results)[1] if results else 0
-            if (patience and step - best_step >= patience) or last:
+            if patience and step - best_step >= patience:
+                finished = f"no improvement in {patience} steps"
+                break
+            if last:
+                finished = "max_steps" if max_steps and step >= max_steps else "max_epochs"
                 break
     finally:
         finalize_logger()
+    if finished:
+        stdout.write(f"Training finished: {finished}\n")
+        state_path = output / CHECKPOINT / STATE_FILE
+        state = json.loads(state_path.read_text())
+        state["finished"] = finished
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        tmp.replace(state_path)
     return output
 
 
@@ -316,7 +336,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--min-gain", type=float, default=0.2, help="F1 points (default 0.2)")
     parser.add_argument("--window", type=int, default=2, help="epochs (default 2)")
     parser.add_argument("--stop-after", type=int, default=None, help="stop after the first checkpoint at or past this step")
+    parser.add_argument("--gpu-id", type=int, default=-1, help="GPU id, -1 for CPU")
     args, rest = parser.parse_known_args(argv)
+    setup_gpu(args.gpu_id)
     train(args.config, args.output, parse_config_overrides(rest), until_converged=args.until_converged,
           min_gain=args.min_gain / 100, window=args.window, stop_after=args.stop_after)
 

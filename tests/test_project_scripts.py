@@ -41,6 +41,22 @@ def test_dry_run_puts_chunked_runs_in_their_own_folders(capsys):
     assert all("--vars.max_steps=400" in c for c in commands)
 
 
+def test_converge_budget_trains_resumably_in_its_own_folders(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(run_all, "PROJECT_DIR", tmp_path)
+    stats = tmp_path / "corpus" / "bc5cdr_converge" / "stats.json"
+    stats.parent.mkdir(parents=True)
+    stats.write_text(json.dumps({"splits": {"train": {"samples": 4560, "sentences": 4560}}}))
+    steps = run_all.max_steps("converge", "bc5cdr_converge", "sentence", "spandec")
+    assert steps == -(-run_all.CONVERGE_EPOCHS * 4560 // run_all.samples_per_step("spandec"))
+    assert run_all.main(["--datasets", "bc5cdr", "--budget", "converge", "--dry-run", "--steps", "train"]) == 0
+    commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
+    assert len(commands) == 3  # spacy_ner, token_cls, spandec; sf_spandec is calibrated, not trained
+    for command in commands:
+        assert " train-resumable " in command and "--vars.suffix=_converge" in command
+        assert f"--vars.max_steps={steps}" in command and "--vars.max_epochs=10" in command
+        assert f"--vars.eval_frequency={steps // 20}" in command
+
+
 def test_results_table_has_one_row_per_run_and_model(tmp_path):
     metrics = tmp_path / "metrics"
     scores = {"seqeval_f": 0.8, "seqeval_p": 0.7, "seqeval_r": 0.9, "ents_f": 0.8}

@@ -91,7 +91,14 @@ def test_training_learns_and_records_its_curve(uninterrupted):
     assert _loss(curve[3]) < 0.7 * _loss(curve[1])
     assert (uninterrupted / "model-best" / "config.cfg").exists()
     state = json.loads((uninterrupted / "checkpoint" / "state.json").read_text())
-    assert state["step"] == STEPS
+    assert state["step"] == STEPS and state["finished"] == "max_steps"
+
+
+def test_a_finished_run_is_not_trained_again(setup, uninterrupted):
+    before = (uninterrupted / "curve.jsonl").read_text()
+    proc = _train(setup, uninterrupted)
+    assert "nothing to do" in proc.stdout
+    assert (uninterrupted / "curve.jsonl").read_text() == before
 
 
 def test_a_run_cut_short_and_resumed_matches_the_uninterrupted_run(setup, uninterrupted):
@@ -149,3 +156,15 @@ def test_convergence_rule():
     assert not converged([0.5, 0.7, 0.8], min_gain=0.002, window=2)
     assert converged([0.5, 0.8, 0.801, 0.8015], min_gain=0.002, window=2)
     assert converged([0.8, 0.81, 0.80], min_gain=0.002, window=2)
+
+
+def test_until_converged_evaluates_each_epoch_and_stops(setup):
+    out = setup["root"] / "converge"
+    # Any gain below 100 F1 points counts as converged: it stops once it has
+    # three epoch-end scores (the window is two epochs).
+    args = ("--until-converged", "--min-gain", "100", "--training.max_epochs", "5", "--training.max_steps", "0")
+    proc = _train(setup, out, *args)
+    assert "converged after epoch 2" in proc.stdout
+    curve = _curve(out)
+    assert [r["epoch"] for r in curve if r["epoch_end"]] == [0, 1, 2]
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["finished"] == "converged after epoch 2"
