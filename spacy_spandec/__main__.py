@@ -1,0 +1,73 @@
+"""`python -m spacy_spandec COMMAND` (also the `spacy-spandec` console script).
+
+Commands: annotate (a corpus, in resumable shards), train (resumable
+training), calibrate (tune sf_threshold / outside_bias on dev).
+"""
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from wasabi import msg
+
+COMMANDS = ("annotate", "train", "calibrate")
+
+
+def annotate_main(argv: List[str]) -> int:
+    from . import annotate as module
+
+    parser = argparse.ArgumentParser(prog="python -m spacy_spandec annotate", description=module.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("pipeline", help="a pipeline folder or installed package name")
+    parser.add_argument("input", help=f"a file, folder or glob of {', '.join(sorted(module.FORMATS))} files")
+    parser.add_argument("output", type=Path, help="output folder (shards, errors, summary)")
+    parser.add_argument("--format", dest="fmt", choices=["jsonl", "parquet"], default="jsonl")
+    parser.add_argument("--text-field", default="text", help="field with the text (JSONL, Parquet)")
+    parser.add_argument("--shard-size", type=int, default=10000, help="records per output shard")
+    parser.add_argument("--batch-size", type=int, default=64, help="docs per nlp.pipe batch")
+    parser.add_argument("--n-process", type=int, default=1, help="worker processes (nlp.pipe n_process)")
+    parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--sf-threshold", type=float, default=None, help="override the pipeline's sf_threshold")
+    parser.add_argument("--inference-dtype", choices=["float32", "int8", "bfloat16"], default=None)
+    parser.add_argument("--docbin", action="store_true", help="also write docs-NNNNN.spacy shards")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        summary = module.annotate(
+            args.pipeline, args.input, args.output, text_field=args.text_field, fmt=args.fmt,
+            shard_size=args.shard_size, batch_size=args.batch_size, n_process=args.n_process,
+            gpu_id=args.gpu_id, sf_threshold=args.sf_threshold, inference_dtype=args.inference_dtype,
+            docbin=args.docbin, progress=not args.no_progress,
+        )
+    except ValueError as err:
+        msg.fail(str(err))
+        return 1
+    msg.good(
+        f"{summary['records']} records = {summary['annotated']} annotated + {summary['failed']} failed "
+        f"(see {args.output}/errors-*.jsonl); {summary['skipped_shards']} shard(s) done before. "
+        f"This run: {summary['words']} words, {summary['entities']} entities in {summary['seconds']} s "
+        f"({summary['docs_per_second']} docs/s)"
+    )
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    command, rest = argv[0], argv[1:]
+    if command == "annotate":
+        return annotate_main(rest)
+    if command == "train":
+        from .train import main as train_main
+
+        train_main(rest)
+        return 0
+    from .calibrate import main as calibrate_main
+
+    return calibrate_main(rest) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

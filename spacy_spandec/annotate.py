@@ -1,0 +1,356 @@
+"""Annotate a corpus with a trained pipeline, in resumable shards.
+
+    python -m spacy_spandec annotate PIPELINE INPUT OUTPUT [--format jsonl|parquet]
+
+INPUT is a file, a directory or a glob of JSONL (`.jsonl`, `.ndjson`: one JSON
+object a line with a text field), plain text (`.txt`: one doc a line),
+Parquet (`.parquet`) or spaCy DocBin (`.spacy`) files. OUTPUT is a folder:
+
+- `annotations-NNNNN.jsonl|parquet`: one record per good input record, in
+  input order: its fields, then `ents` (start_char, end_char, label, score)
+  and `spans` (every span of the component's `doc.spans` group, with score);
+- `errors-NNNNN.jsonl`: the records that could not be annotated (invalid
+  JSON, a missing or non-string text field, undecodable bytes, an empty
+  line, a text over nlp.max_length), with source file, line and reason;
+- `docs-NNNNN.spacy` with `--docbin`; `manifest.json`; `summary.json`.
+
+Shard N holds input records N * shard_size ... (N + 1) * shard_size - 1. A
+shard's annotation file is written last and atomically, so re-running the
+same command skips finished shards and a killed run loses at most the shard
+in progress. Within a shard, texts are annotated shortest first (less
+padding) and written back in input order.
+"""
+import glob
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import spacy
+from spacy.language import Language
+from spacy.tokens import Doc, DocBin
+from spacy.util import load_config
+
+from .pipeline_component import SpanDecNER
+
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "text", ".parquet": "parquet", ".spacy": "docbin"}
+OUTPUT_FORMATS = ("jsonl", "parquet")
+MANIFEST_KEYS = ("inputs", "pipeline", "text_field", "shard_size", "format")
+
+
+@dataclass
+class Record:
+    """One input record: its text and fields, or why it cannot be annotated."""
+
+    source: str
+    line: int
+    text: Optional[str] = None
+    fields: Dict[str, Any] = field(default_factory=dict)
+    doc: Optional[Doc] = None
+    error: Optional[str] = None
+
+
+def input_files(spec: str) -> List[Path]:
+    """A file, a directory (its files of known formats) or a glob, sorted."""
+    path = Path(spec)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in FORMATS)
+    elif path.exists():
+        files = [path]
+    else:
+        files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
+    if not files:
+        raise ValueError(f"No input files at {spec!r}: give a file, a folder or a glob of {sorted(FORMATS)} files.")
+    unknown = [str(p) for p in files if p.suffix not in FORMATS]
+    if unknown:
+        raise ValueError(f"Unknown input format of {unknown[:3]}: use one of {sorted(FORMATS)}.")
+    return files
+
+
+def _text_record(source: str, line: int, raw: bytes, kind: str, text_field: str) -> Record:
+    try:
+        value = raw.decode("utf8")
+    except UnicodeDecodeError as err:
+        return Record(source, line, error=f"undecodable bytes at offset {err.start}: {err.reason}")
+    if not value.strip():
+        return Record(source, line, error="empty line")
+    if kind == "text":
+        return Record(source, line, text=value, fields={text_field: value})
+    try:
+        obj = json.loads(value)
+    except json.JSONDecodeError as err:
+        return Record(source, line, error=f"invalid JSON: {err.msg} (column {err.colno})")
+    return _object_record(source, line, obj, text_field)
+
+
+def _object_record(source: str, line: int, obj: Any, text_field: str) -> Record:
+    if not isinstance(obj, dict):
+        return Record(source, line, error=f"expected a JSON object, got {type(obj).__name__}")
+    if text_field not in obj:
+        return Record(source, line, error=f"no {text_field!r} field (fields: {sorted(obj)[:8]}); set --text-field")
+    text = obj[text_field]
+    if not isinstance(text, str):
+        return Record(source, line, error=f"field {text_field!r} is {type(text).__name__}, not a string")
+    return Record(source, line, text=text, fields=obj)
+
+
+def read_records(path: Path, text_field: str, vocab) -> Iterator[Record]:
+    """The records of one input file; line numbers start at 1 (Parquet: row,
+    DocBin: doc index)."""
+    kind = FORMATS[path.suffix]
+    if kind in ("jsonl", "text"):
+        with path.open("rb") as fh:
+            for line, raw in enumerate(fh, 1):
+                yield _text_record(str(path), line, raw.rstrip(b"\r\n"), kind, text_field)
+    elif kind == "parquet":
+        import pyarrow.parquet as pq
+
+        line = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                line += 1
+                yield _object_record(str(path), line, row, text_field)
+    else:
+        for line, doc in enumerate(DocBin().from_disk(path).get_docs(vocab), 1):
+            yield Record(str(path), line, text=doc.text, fields={text_field: doc.text}, doc=doc)
+
+
+def count_records(files: Sequence[Path]) -> Optional[int]:
+    """The number of input records, cheaply (for the progress bar's ETA)."""
+    total = 0
+    for path in files:
+        kind = FORMATS[path.suffix]
+        if kind in ("jsonl", "text"):
+            with path.open("rb") as fh:
+                total += sum(1 for _ in fh)
+        elif kind == "parquet":
+            import pyarrow.parquet as pq
+
+            total += pq.ParquetFile(path).metadata.num_rows
+        else:
+            total += len(DocBin().from_disk(path))
+    return total
+
+
+def spans_of(doc: Doc, component: Optional[SpanDecNER]) -> Tuple[List[dict], List[dict]]:
+    """`ents` and `spans` of a doc as plain records with scores."""
+    spans: List[dict] = []
+    score_of: Dict[Tuple[int, int, str], float] = {}
+    if component is not None and component.spans_key in doc.spans:
+        group = doc.spans[component.spans_key]
+        scores = group.attrs.get("scores", [None] * len(group))
+        for span, score in zip(group, scores):
+            value = None if score is None else float(score)
+            score_of[(span.start_char, span.end_char, span.label_)] = value
+            spans.append({"start_char": span.start_char, "end_char": span.end_char, "label": span.label_, "score": value})
+    ents = [
+        {"start_char": e.start_char, "end_char": e.end_char, "label": e.label_,
+         "score": score_of.get((e.start_char, e.end_char, e.label_))}
+        for e in doc.ents
+    ]
+    return ents, spans
+
+
+def load_pipeline(path: str, sf_threshold: Optional[float], inference_dtype: Optional[str], gpu_id: int) -> Language:
+    """spacy.load with the serving overrides applied to every spandec_ner
+    component (as config, so n_process workers get them too)."""
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+    overrides: Dict[str, Any] = {}
+    if sf_threshold is not None:
+        overrides["sf_threshold"] = sf_threshold
+    if inference_dtype is not None:
+        overrides["inference_dtype"] = inference_dtype
+    config: Dict[str, Any] = {}
+    if overrides:
+        config_path = Path(path) / "config.cfg"
+        names = []
+        if config_path.exists():
+            components = load_config(config_path, interpolate=False).get("components", {})
+            names = [name for name, comp in components.items() if comp.get("factory") == "spandec_ner"]
+        if not names:
+            raise ValueError(f"--sf-threshold / --inference-dtype need a spandec_ner component; {path} has none.")
+        config = {"components": {name: dict(overrides) for name in names}}
+    return spacy.load(path, config=config)
+
+
+def _find_component(nlp: Language) -> Optional[SpanDecNER]:
+    return next((pipe for _, pipe in nlp.pipeline if isinstance(pipe, SpanDecNER)), None)
+
+
+class Annotator:
+    """Annotates shards of records with one loaded pipeline."""
+
+    def __init__(self, nlp: Language, batch_size: int, n_process: int) -> None:
+        self.nlp = nlp
+        self.batch_size = batch_size
+        self.n_process = n_process
+        self.component = _find_component(nlp)
+
+    def docs(self, records: List[Record]) -> Tuple[Dict[int, Doc], Dict[int, str]]:
+        """Docs of the good records by position; reasons for the ones that fail."""
+        failed: Dict[int, str] = {}
+        todo = []
+        for i, rec in enumerate(records):
+            if rec.error is not None:
+                continue
+            if len(rec.text) > self.nlp.max_length:
+                failed[i] = f"text of {len(rec.text)} characters is over nlp.max_length ({self.nlp.max_length}); split it"
+            else:
+                todo.append(i)
+        todo.sort(key=lambda i: len(records[i].text))  # similar lengths batch together
+        inputs = [records[i].doc if records[i].doc is not None else records[i].text for i in todo]
+        try:
+            docs = list(self.nlp.pipe(inputs, batch_size=self.batch_size, n_process=self.n_process))
+            return dict(zip(todo, docs)), failed
+        except Exception:  # find the record(s) that fail; the others go on
+            pass
+        out: Dict[int, Doc] = {}
+        for i, value in zip(todo, inputs):
+            try:
+                out[i] = self.nlp(value)
+            except Exception as err:  # noqa: BLE001  (reported per record)
+                failed[i] = f"annotation failed: {type(err).__name__}: {err}"
+        return out, failed
+
+
+def _json_default(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_shard(out: Path, shard: int, rows: List[dict], errors: List[dict], fmt: str, docs: Optional[List[Doc]]) -> None:
+    """Errors and docs first, the annotation file (the shard's completion mark) last."""
+    write_atomic(out / f"errors-{shard:05d}.jsonl", "".join(json.dumps(e) + "\n" for e in errors).encode("utf8"))
+    if docs is not None:
+        write_atomic(out / f"docs-{shard:05d}.spacy", DocBin(docs=docs, store_user_data=True).to_bytes())
+    target = out / f"annotations-{shard:05d}.{fmt}"
+    if fmt == "jsonl":
+        data = "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in rows).encode("utf8")
+        write_atomic(target, data)
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        span = pa.list_(pa.struct([("start_char", pa.int64()), ("end_char", pa.int64()), ("label", pa.string()), ("score", pa.float64())]))
+        names = list(dict.fromkeys(key for row in rows for key in row))  # every field, in order of appearance
+        columns = {}
+        for name in names:
+            values = [row.get(name) for row in rows]
+            try:
+                columns[name] = pa.array(values, span if name in ("ents", "spans") else None)
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+                raise ValueError(
+                    f"Field {name!r} has values of different types across the records of shard {shard} ({err}); "
+                    "Parquet needs one type per column: use --format jsonl."
+                ) from None
+        table = pa.table(columns)
+        tmp = target.with_name(target.name + ".tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, target)
+
+
+def shards(records: Iterable[Record], size: int) -> Iterator[Tuple[int, List[Record]]]:
+    batch: List[Record] = []
+    index = 0
+    for rec in records:
+        batch.append(rec)
+        if len(batch) == size:
+            yield index, batch
+            index, batch = index + 1, []
+    if batch:
+        yield index, batch
+
+
+def check_manifest(out: Path, manifest: Dict[str, Any]) -> None:
+    """A folder holds one run: refuse to mix shards of different settings."""
+    path = out / "manifest.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        changed = [k for k in MANIFEST_KEYS if old.get(k) != manifest.get(k)]
+        if changed:
+            raise ValueError(
+                f"{out} holds shards of a run with other {', '.join(changed)}. "
+                "Use a new output folder, or delete this one to start again."
+            )
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(manifest, indent=1).encode("utf8"))
+
+
+def annotate(
+    pipeline: str,
+    input_spec: str,
+    output: Path,
+    *,
+    text_field: str = "text",
+    fmt: str = "jsonl",
+    shard_size: int = 10000,
+    batch_size: int = 64,
+    n_process: int = 1,
+    gpu_id: int = -1,
+    sf_threshold: Optional[float] = None,
+    inference_dtype: Optional[str] = None,
+    docbin: bool = False,
+    progress: bool = True,
+) -> Dict[str, Any]:
+    """Annotate every record of INPUT into shards under OUTPUT; returns the summary."""
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"Unknown output format {fmt!r}: use one of {OUTPUT_FORMATS}.")
+    if shard_size < 1 or batch_size < 1 or n_process < 1:
+        raise ValueError("--shard-size, --batch-size and --n-process must be at least 1.")
+    files = input_files(input_spec)
+    if fmt == "parquet" or any(FORMATS[p.suffix] == "parquet" for p in files):
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise ValueError('Parquet needs pyarrow: pip install "spacy-spandec[parquet]"') from None
+    check_manifest(output, {"inputs": [str(p.resolve()) for p in files], "pipeline": str(Path(pipeline).resolve()) if Path(pipeline).exists() else pipeline,
+                            "text_field": text_field, "shard_size": shard_size, "format": fmt})
+    nlp = load_pipeline(pipeline, sf_threshold, inference_dtype, gpu_id)
+    annotator = Annotator(nlp, batch_size, n_process)
+    records = (rec for path in files for rec in read_records(path, text_field, nlp.vocab))
+    summary = {"records": 0, "annotated": 0, "failed": 0, "skipped_shards": 0, "words": 0, "entities": 0}
+    started = time.perf_counter()
+    from tqdm import tqdm
+
+    bar = tqdm(total=count_records(files), unit="doc", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    for shard, batch in shards(records, shard_size):
+        summary["records"] += len(batch)
+        if (output / f"annotations-{shard:05d}.{fmt}").exists():
+            errors = (output / f"errors-{shard:05d}.jsonl").read_text().splitlines()
+            summary["skipped_shards"] += 1
+            summary["failed"] += len(errors)
+            summary["annotated"] += len(batch) - len(errors)
+            bar.update(len(batch))
+            continue
+        docs, failed = annotator.docs(batch)
+        rows, errors, kept = [], [], []
+        for i, rec in enumerate(batch):
+            reason = rec.error or failed.get(i)
+            if reason is not None:
+                errors.append({"source": rec.source, "line": rec.line, "error": reason})
+                continue
+            doc = docs[i]
+            ents, spans = spans_of(doc, annotator.component)
+            rows.append({**rec.fields, "ents": ents, "spans": spans})
+            kept.append(doc)
+            summary["words"] += len(doc)
+            summary["entities"] += len(ents)
+        write_shard(output, shard, rows, errors, fmt, kept if docbin else None)
+        summary["annotated"] += len(rows)
+        summary["failed"] += len(errors)
+        bar.update(len(batch))
+    bar.close()
+    summary["seconds"] = round(time.perf_counter() - started, 2)
+    summary["docs_per_second"] = round(summary["annotated"] / max(summary["seconds"], 1e-9), 1)
+    write_atomic(output / "summary.json", json.dumps(summary, indent=1).encode("utf8"))
+    return summary
