@@ -1,0 +1,79 @@
+"""RSS while ~22,000 short docs stream through `nlp.pipe` on the tests'
+tiny-BERT pipeline, with and without spacy_spandec's pinned glibc mmap
+threshold (spacy_spandec/allocator.py), each in a fresh process.
+
+    python scripts/dev/rss_stream.py --output results/memory/rss_stream.json
+"""
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parents[2] / "tests"
+SETTINGS = {"pinned (default)": {}, "glibc dynamic (SPACY_SPANDEC_MALLOPT=0)": {"SPACY_SPANDEC_MALLOPT": "0"}}
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit("no /proc/self/status")
+
+
+def stream(blocks: int, block: int) -> dict:
+    sys.path.insert(0, str(TESTS))
+    import torch
+    from conftest import TRAIN_DATA, build_tiny_bert, make_bert_nlp, make_examples, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        nlp = make_bert_nlp(build_tiny_bert(Path(tmp)))
+        train(nlp, make_examples(nlp), n_updates=40, drop=0.1)
+    words = sorted({w for text, _ in TRAIN_DATA for w in text.split()})
+    rng = random.Random(0)
+
+    def texts(n):
+        for _ in range(n):
+            yield " ".join(rng.choice(words) for _ in range(rng.randint(1, 12)))
+
+    for _ in nlp.pipe(texts(2000)):
+        pass
+    start, growth = rss_mb(), []
+    began = time.perf_counter()
+    for _ in range(blocks):
+        for _ in nlp.pipe(texts(block)):
+            pass
+        growth.append(round(rss_mb() - start, 1))
+    return {"torch_threads": torch.get_num_threads(), "warm_up_docs": 2000, "docs_per_block": block,
+            "rss_growth_mb_after_each_block": growth, "seconds": round(time.perf_counter() - began, 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path)
+    parser.add_argument("--blocks", type=int, default=4)
+    parser.add_argument("--block", type=int, default=5000)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(stream(args.blocks, args.block)))
+        return
+    runs = {}
+    for name, env in SETTINGS.items():
+        cmd = [sys.executable, __file__, "--child", "--blocks", str(args.blocks), "--block", str(args.block)]
+        out = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
+        runs[name] = json.loads(out.strip().splitlines()[-1])
+        print(name, runs[name])
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        record = {"date": time.strftime("%Y-%m-%d"), "command": "python scripts/dev/rss_stream.py " + " ".join(sys.argv[1:]),
+                  "machine": f"{os.cpu_count()} CPUs, {sys.platform}", "runs": runs}
+        args.output.write_text(json.dumps(record, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
