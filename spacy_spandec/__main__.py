@@ -29,7 +29,12 @@ def annotate_main(argv: List[str]) -> int:
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--sf-threshold", type=float, default=None, help="override the pipeline's sf_threshold")
     parser.add_argument("--inference-dtype", choices=["float32", "int8", "bfloat16"], default=None)
-    parser.add_argument("--docbin", action="store_true", help="also write docs-NNNNN.spacy shards")
+    parser.add_argument("--docbin", action="store_true", help="also write docs-NNNNN.spacy shards (local engine)")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help='ray: a Ray Data pipeline (pip install "spacy-spandec[ray]")')
+    parser.add_argument("--workers", type=int, default=1, help="Ray actors, each with the pipeline loaded once")
+    parser.add_argument("--address", default=None, help="Ray cluster to join; default: start one on this machine")
+    parser.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per Ray actor")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
@@ -37,7 +42,8 @@ def annotate_main(argv: List[str]) -> int:
             args.pipeline, args.input, args.output, text_field=args.text_field, fmt=args.fmt,
             shard_size=args.shard_size, batch_size=args.batch_size, n_process=args.n_process,
             gpu_id=args.gpu_id, sf_threshold=args.sf_threshold, inference_dtype=args.inference_dtype,
-            docbin=args.docbin, progress=not args.no_progress,
+            docbin=args.docbin, progress=not args.no_progress, engine=args.engine, workers=args.workers,
+            address=args.address, num_gpus=args.num_gpus,
         )
     except ValueError as err:
         msg.fail(str(err))

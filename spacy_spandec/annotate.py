@@ -21,13 +21,14 @@ in progress. Within a shard, texts are annotated shortest first (less
 padding) and written back in input order.
 """
 import glob
+import io
 import json
 import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import spacy
 from spacy.language import Language
@@ -97,42 +98,42 @@ def _object_record(source: str, line: int, obj: Any, text_field: str) -> Record:
     return Record(source, line, text=text, fields=obj)
 
 
-def read_records(path: Path, text_field: str, vocab) -> Iterator[Record]:
-    """The records of one input file; line numbers start at 1 (Parquet: row,
-    DocBin: doc index)."""
+def read_records(path: Path, text_field: str, vocab, data: Optional[bytes] = None) -> Iterator[Record]:
+    """The records of one input file (or of its bytes, `data`); line numbers
+    start at 1 (Parquet: row, DocBin: doc)."""
     kind = FORMATS[path.suffix]
     if kind in ("jsonl", "text"):
-        with path.open("rb") as fh:
+        with (io.BytesIO(data) if data is not None else path.open("rb")) as fh:
             for line, raw in enumerate(fh, 1):
                 yield _text_record(str(path), line, raw.rstrip(b"\r\n"), kind, text_field)
     elif kind == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         line = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        source = pa.BufferReader(data) if data is not None else path
+        for batch in pq.ParquetFile(source).iter_batches(batch_size=1024):
             for row in batch.to_pylist():
                 line += 1
                 yield _object_record(str(path), line, row, text_field)
     else:
-        for line, doc in enumerate(DocBin().from_disk(path).get_docs(vocab), 1):
+        docbin = DocBin().from_bytes(data) if data is not None else DocBin().from_disk(path)
+        for line, doc in enumerate(docbin.get_docs(vocab), 1):
             yield Record(str(path), line, text=doc.text, fields={text_field: doc.text}, doc=doc)
 
 
-def count_records(files: Sequence[Path]) -> Optional[int]:
-    """The number of input records, cheaply (for the progress bar's ETA)."""
-    total = 0
-    for path in files:
-        kind = FORMATS[path.suffix]
-        if kind in ("jsonl", "text"):
-            with path.open("rb") as fh:
-                total += sum(1 for _ in fh)
-        elif kind == "parquet":
-            import pyarrow.parquet as pq
+def count_records(path: Path) -> int:
+    """The number of records of one input file, cheaply (progress bar's ETA,
+    record numbers of the Ray engine)."""
+    kind = FORMATS[path.suffix]
+    if kind in ("jsonl", "text"):
+        with path.open("rb") as fh:
+            return sum(1 for _ in fh)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
 
-            total += pq.ParquetFile(path).metadata.num_rows
-        else:
-            total += len(DocBin().from_disk(path))
-    return total
+        return pq.ParquetFile(path).metadata.num_rows
+    return len(DocBin().from_disk(path))
 
 
 def spans_of(doc: Doc, component: Optional[SpanDecNER]) -> Tuple[List[dict], List[dict]]:
@@ -181,10 +182,22 @@ def _find_component(nlp: Language) -> Optional[SpanDecNER]:
     return next((pipe for _, pipe in nlp.pipeline if isinstance(pipe, SpanDecNER)), None)
 
 
-class Annotator:
-    """Annotates shards of records with one loaded pipeline."""
+@dataclass
+class Result:
+    """What became of one input record: an output row, or an error."""
 
-    def __init__(self, nlp: Language, batch_size: int, n_process: int) -> None:
+    source: str
+    line: int
+    row: Optional[Dict[str, Any]] = None
+    error: Optional[str] = None
+    doc: Optional[Doc] = None
+    words: int = 0
+
+
+class Annotator:
+    """Annotates lists of records with one loaded pipeline."""
+
+    def __init__(self, nlp: Language, batch_size: int, n_process: int = 1) -> None:
         self.nlp = nlp
         self.batch_size = batch_size
         self.n_process = n_process
@@ -216,6 +229,20 @@ class Annotator:
                 failed[i] = f"annotation failed: {type(err).__name__}: {err}"
         return out, failed
 
+    def results(self, records: List[Record]) -> List[Result]:
+        """One Result per record, in the records' order."""
+        docs, failed = self.docs(records)
+        out = []
+        for i, rec in enumerate(records):
+            reason = rec.error or failed.get(i)
+            if reason is not None:
+                out.append(Result(rec.source, rec.line, error=reason))
+                continue
+            ents, spans = spans_of(docs[i], self.component)
+            out.append(Result(rec.source, rec.line, row={**rec.fields, "ents": ents, "spans": spans},
+                              doc=docs[i], words=len(docs[i])))
+        return out
+
 
 def _json_default(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
@@ -227,16 +254,46 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_shard(out: Path, shard: int, rows: List[dict], errors: List[dict], fmt: str, docs: Optional[List[Doc]]) -> None:
-    """Errors and docs first, the annotation file (the shard's completion mark) last."""
-    write_atomic(out / f"errors-{shard:05d}.jsonl", "".join(json.dumps(e) + "\n" for e in errors).encode("utf8"))
-    if docs is not None:
-        write_atomic(out / f"docs-{shard:05d}.spacy", DocBin(docs=docs, store_user_data=True).to_bytes())
-    target = out / f"annotations-{shard:05d}.{fmt}"
-    if fmt == "jsonl":
-        data = "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in rows).encode("utf8")
-        write_atomic(target, data)
-    else:
+class ShardWriter:
+    """Writes the results of one shard: errors and docs first, the
+    annotation file (the shard's completion mark) last; keeps the summary."""
+
+    def __init__(self, out: Path, fmt: str, docbin: bool) -> None:
+        self.out = out
+        self.fmt = fmt
+        self.docbin = docbin
+        self.summary = {"records": 0, "annotated": 0, "failed": 0, "skipped_shards": 0, "words": 0, "entities": 0}
+
+    def path(self, shard: int) -> Path:
+        return self.out / f"annotations-{shard:05d}.{self.fmt}"
+
+    def skip(self, shard: int, n_records: int) -> None:
+        """Count a shard that an earlier run finished."""
+        n_errors = len((self.out / f"errors-{shard:05d}.jsonl").read_text().splitlines())
+        self.summary["records"] += n_records
+        self.summary["skipped_shards"] += 1
+        self.summary["failed"] += n_errors
+        self.summary["annotated"] += n_records - n_errors
+
+    def write(self, shard: int, results: List[Result]) -> None:
+        rows = [r.row for r in results if r.row is not None]
+        errors = [{"source": r.source, "line": r.line, "error": r.error} for r in results if r.row is None]
+        write_atomic(self.out / f"errors-{shard:05d}.jsonl", "".join(json.dumps(e) + "\n" for e in errors).encode("utf8"))
+        if self.docbin:
+            docs = [r.doc for r in results if r.row is not None]
+            write_atomic(self.out / f"docs-{shard:05d}.spacy", DocBin(docs=docs, store_user_data=True).to_bytes())
+        if self.fmt == "jsonl":
+            data = "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in rows)
+            write_atomic(self.path(shard), data.encode("utf8"))
+        else:
+            self._write_parquet(shard, rows)
+        self.summary["records"] += len(results)
+        self.summary["annotated"] += len(rows)
+        self.summary["failed"] += len(errors)
+        self.summary["words"] += sum(r.words for r in results)
+        self.summary["entities"] += sum(len(r["ents"]) for r in rows)
+
+    def _write_parquet(self, shard: int, rows: List[Dict[str, Any]]) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -252,10 +309,9 @@ def write_shard(out: Path, shard: int, rows: List[dict], errors: List[dict], fmt
                     f"Field {name!r} has values of different types across the records of shard {shard} ({err}); "
                     "Parquet needs one type per column: use --format jsonl."
                 ) from None
-        table = pa.table(columns)
-        tmp = target.with_name(target.name + ".tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, target)
+        tmp = self.path(shard).with_name(self.path(shard).name + ".tmp")
+        pq.write_table(pa.table(columns), tmp)
+        os.replace(tmp, self.path(shard))
 
 
 def shards(records: Iterable[Record], size: int) -> Iterator[Tuple[int, List[Record]]]:
@@ -301,55 +357,58 @@ def annotate(
     inference_dtype: Optional[str] = None,
     docbin: bool = False,
     progress: bool = True,
+    engine: str = "local",
+    workers: int = 1,
+    address: Optional[str] = None,
+    num_gpus: float = 0.0,
 ) -> Dict[str, Any]:
-    """Annotate every record of INPUT into shards under OUTPUT; returns the summary."""
+    """Annotate every record of INPUT into shards under OUTPUT; returns the summary.
+
+    engine: "local" (this process, or n_process forked workers) or "ray" (a
+        Ray Data pipeline with `workers` actors; spacy_spandec/annotate_ray.py).
+    """
     if fmt not in OUTPUT_FORMATS:
         raise ValueError(f"Unknown output format {fmt!r}: use one of {OUTPUT_FORMATS}.")
-    if shard_size < 1 or batch_size < 1 or n_process < 1:
-        raise ValueError("--shard-size, --batch-size and --n-process must be at least 1.")
+    if engine not in ("local", "ray"):
+        raise ValueError(f"Unknown engine {engine!r}: use local or ray.")
+    if min(shard_size, batch_size, n_process, workers) < 1:
+        raise ValueError("--shard-size, --batch-size, --n-process and --workers must be at least 1.")
+    if engine == "ray" and docbin:
+        raise ValueError("--docbin needs the local engine: Docs do not travel through Ray Data.")
     files = input_files(input_spec)
     if fmt == "parquet" or any(FORMATS[p.suffix] == "parquet" for p in files):
         try:
             import pyarrow  # noqa: F401
         except ImportError:
             raise ValueError('Parquet needs pyarrow: pip install "spacy-spandec[parquet]"') from None
-    check_manifest(output, {"inputs": [str(p.resolve()) for p in files], "pipeline": str(Path(pipeline).resolve()) if Path(pipeline).exists() else pipeline,
+    check_manifest(output, {"inputs": [str(p.resolve()) for p in files],
+                            "pipeline": str(Path(pipeline).resolve()) if Path(pipeline).exists() else pipeline,
                             "text_field": text_field, "shard_size": shard_size, "format": fmt})
-    nlp = load_pipeline(pipeline, sf_threshold, inference_dtype, gpu_id)
-    annotator = Annotator(nlp, batch_size, n_process)
-    records = (rec for path in files for rec in read_records(path, text_field, nlp.vocab))
-    summary = {"records": 0, "annotated": 0, "failed": 0, "skipped_shards": 0, "words": 0, "entities": 0}
+    writer = ShardWriter(output, fmt, docbin)
     started = time.perf_counter()
     from tqdm import tqdm
 
-    bar = tqdm(total=count_records(files), unit="doc", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    for shard, batch in shards(records, shard_size):
-        summary["records"] += len(batch)
-        if (output / f"annotations-{shard:05d}.{fmt}").exists():
-            errors = (output / f"errors-{shard:05d}.jsonl").read_text().splitlines()
-            summary["skipped_shards"] += 1
-            summary["failed"] += len(errors)
-            summary["annotated"] += len(batch) - len(errors)
+    counts = [count_records(path) for path in files]
+    bar = tqdm(total=sum(counts), unit="doc", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    if engine == "ray":
+        from .annotate_ray import annotate_with_ray
+
+        settings = {"pipeline": pipeline, "sf_threshold": sf_threshold, "inference_dtype": inference_dtype,
+                    "gpu_id": gpu_id, "batch_size": batch_size}
+        annotate_with_ray(files, counts, text_field, shard_size, writer, bar, settings,
+                          workers=workers, address=address, num_gpus=num_gpus)
+    else:
+        nlp = load_pipeline(pipeline, sf_threshold, inference_dtype, gpu_id)
+        annotator = Annotator(nlp, batch_size, n_process)
+        records = (rec for path in files for rec in read_records(path, text_field, nlp.vocab))
+        for shard, batch in shards(records, shard_size):
+            if writer.path(shard).exists():
+                writer.skip(shard, len(batch))
+            else:
+                writer.write(shard, annotator.results(batch))
             bar.update(len(batch))
-            continue
-        docs, failed = annotator.docs(batch)
-        rows, errors, kept = [], [], []
-        for i, rec in enumerate(batch):
-            reason = rec.error or failed.get(i)
-            if reason is not None:
-                errors.append({"source": rec.source, "line": rec.line, "error": reason})
-                continue
-            doc = docs[i]
-            ents, spans = spans_of(doc, annotator.component)
-            rows.append({**rec.fields, "ents": ents, "spans": spans})
-            kept.append(doc)
-            summary["words"] += len(doc)
-            summary["entities"] += len(ents)
-        write_shard(output, shard, rows, errors, fmt, kept if docbin else None)
-        summary["annotated"] += len(rows)
-        summary["failed"] += len(errors)
-        bar.update(len(batch))
     bar.close()
+    summary = writer.summary
     summary["seconds"] = round(time.perf_counter() - started, 2)
     summary["docs_per_second"] = round(summary["annotated"] / max(summary["seconds"], 1e-9), 1)
     write_atomic(output / "summary.json", json.dumps(summary, indent=1).encode("utf8"))

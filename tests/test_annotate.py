@@ -204,3 +204,25 @@ def test_a_killed_run_resumes_and_loses_at_most_the_shard_in_progress(trained_di
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"{len(done)} shard(s) done before" in proc.stdout
     assert_same_annotations(annotations(out), reference)
+
+
+@pytest.mark.slow
+def test_ray_engine_with_two_workers_gives_the_local_output_and_errors(trained_dir, tmp_path):
+    """A local Ray instance, as `--engine ray` starts it (about a minute on
+    2 cores: Ray Data starts its own actors)."""
+    pytest.importorskip("ray.data")
+    src = tmp_path / "in.jsonl"
+    write_jsonl_with_bad_records(src)
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    annotate(str(trained_dir), str(src), local, shard_size=4, progress=False)
+    args = cli(trained_dir, src, remote, "--shard-size", "4", "--engine", "ray", "--workers", "2")
+    proc = subprocess.run(args, env=fresh_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "12 records = 6 annotated + 6 failed" in proc.stdout
+    assert_same_annotations(annotations(remote), annotations(local))
+    assert errors(remote) == errors(local) and len(errors(local)) == 6
+    shards = sorted(remote.glob("annotations-*.jsonl"))
+    shards[-1].unlink()  # a rerun does only the missing shard
+    summary = annotate(str(trained_dir), str(src), remote, shard_size=4, progress=False, engine="ray", workers=2)
+    assert summary["skipped_shards"] == len(shards) - 1 and summary["records"] == 12
+    assert_same_annotations(annotations(remote), annotations(local))
