@@ -53,7 +53,7 @@ LISTENER_NAMES = ("transformer-listener", "tok2vec-listener")
         "sf_threshold": 0.0,
         "outside_bias": 0.0,
         "sf_loss_weight": 1.0,
-        "negative_weight": 1.0,
+        "negative_weight": 0.3,
         "write_ents": True,
         "overwrite_ents": True,
         "inference_dtype": "float32",
@@ -94,7 +94,9 @@ def make_spandec_ner(
     sf_loss_weight: weight of the span-filter loss added to the span loss.
     negative_weight: weight of the O (not-an-entity) spans in the span loss,
         a weighted mean as in torch's cross-entropy; below 1 lets the rare
-        entity spans count for more (spaCy's spancat has the same setting).
+        entity spans (~3% of candidates) count for more (spaCy's spancat has
+        the same setting). 0.3 learns faster than the paper's plain mean (1.0)
+        and needs no O offset at decoding: results/ablations/.
     write_ents: also write a flat, greedy-by-score selection to doc.ents.
     overwrite_ents: replace existing doc.ents rather than keep them.
     inference_dtype: "float32", or "int8" / "bfloat16" to predict with a
@@ -153,7 +155,7 @@ class SpanDecNER(TrainablePipe):
         sf_threshold: float = 0.0,
         outside_bias: float = 0.0,
         sf_loss_weight: float = 1.0,
-        negative_weight: float = 1.0,
+        negative_weight: float = 0.3,
         write_ents: bool = True,
         overwrite_ents: bool = True,
         inference_dtype: str = "float32",

@@ -257,8 +257,15 @@ def test_readme_results_table_reads_the_files_and_leaves_missing_cells_empty(tmp
     (tmp_path / "metrics" / "bc5cdr" / "token_cls.json").write_text(json.dumps({"seqeval_f": 0.81234}))
     block = readme_results.table(tmp_path)
     rows = {line.split(" | ")[0].lstrip("| "): line for line in block.splitlines() if line.startswith("| ")}
-    assert rows["BC5CDR"] == "| BC5CDR | – | 81.2 | – | – | – |"
-    assert rows["CoNLL++ sentences"] == "| CoNLL++ sentences | – | – | – | – | – |"
+    (tmp_path / "results" / "ablations" / "conllpp_400").mkdir(parents=True)
+    (tmp_path / "results" / "ablations" / "conllpp_400" / "evaluate_spandec_documents.json").write_text(
+        json.dumps({"seqeval_f": 0.8})
+    )
+    block = readme_results.table(tmp_path)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in block.splitlines() if line.startswith("| ")}
+    assert rows["BC5CDR"] == "| BC5CDR | – | 81.2 | – | – | – | – | – |"
+    assert rows["CoNLL++ sentences"] == "| CoNLL++ sentences | – | – | – | – | – | – | – |"
+    assert rows["CoNLL++ whole documents, trained on sentences"].endswith("| – | 80.0 | – |")
     readme = "intro\n<!-- results:start -->\nold\n<!-- results:end -->\nrest\n"
     assert readme_results.render(readme, "new") == "intro\n<!-- results:start -->\nnew\n<!-- results:end -->\nrest\n"
     with pytest.raises(ValueError, match="exactly one"):

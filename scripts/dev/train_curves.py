@@ -92,9 +92,9 @@ def plot(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, run in result["runs"].items():
         steps = [r["step"] for r in run["dev"] if r["step"] > 0]
-        ax.plot(steps, [r["ents_f"] * 100 for r in run["dev"] if r["step"] > 0], marker="o", label=name)
+        ax.plot(steps, [r["ents_f"] for r in run["dev"] if r["step"] > 0], marker="o", label=name)
     ax.set_xlabel("step")
-    ax.set_ylabel(f"dev ents_f (first {result['dev_limit']} docs)")
+    ax.set_ylabel(f"dev ents_f, % (first {result['dev_limit']} docs)")
     ax.set_title(result["what"], fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
