@@ -12,20 +12,25 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from .annotate import Annotator, Record, Result, ShardWriter, _json_default, load_pipeline, read_records
 
 READER_CPUS = 0.25
 
 
-def parse_file(item: Dict[str, Any], text_field: str, files: Dict[str, Tuple[str, int]]) -> Iterator[Dict[str, Any]]:
-    """File bytes -> one row per record, numbered across all input files.
-    `files` maps a resolved path to (the path as given, its first record's number)."""
+def parse_file(
+    item: Dict[str, Any], text_field: str, files: Dict[str, Tuple[str, int]], shard_size: int, done: Set[int]
+) -> Iterator[Dict[str, Any]]:
+    """File bytes -> one row per record, numbered across all input files,
+    without the records of finished shards. `files` maps a resolved path to
+    (the path as given, its first record's number)."""
     from spacy.vocab import Vocab
 
     source, offset = files[str(Path(item["path"]).resolve())]
     for rec in read_records(Path(source), text_field, Vocab(), data=item["bytes"]):
+        if (offset + rec.line - 1) // shard_size in done:
+            continue
         yield {
             "index": offset + rec.line - 1, "source": rec.source, "line": rec.line,
             "text": rec.text, "error": rec.error,
@@ -106,14 +111,13 @@ def annotate_with_ray(
             bar.update(min(shard_size, total - shard * shard_size))
         if len(done) == n_shards:
             return
-        # Reading and parsing get a quarter CPU each, the actors share the rest,
-        # so that the actors never starve the reader of the next block.
+        # Reading and parsing get a quarter CPU each, the actors share the rest:
+        # a task that asks for more than the actors leave free is never scheduled.
         cpus = float(ray.available_resources().get("CPU", os.cpu_count() or 1))
         per_worker = max(0.5, (cpus - 2 * READER_CPUS) / workers)
         ds = ray.data.read_binary_files([str(p.resolve()) for p in files], include_paths=True, num_cpus=READER_CPUS)
-        ds = ds.flat_map(parse_file, fn_kwargs={"text_field": text_field, "files": numbered}, num_cpus=READER_CPUS)
-        if done:
-            ds = ds.filter(lambda row: row["index"] // shard_size not in done)
+        kwargs = {"text_field": text_field, "files": numbered, "shard_size": shard_size, "done": done}
+        ds = ds.flat_map(parse_file, fn_kwargs=kwargs, num_cpus=READER_CPUS)
         ds = ds.map_batches(
             PipelineActor, fn_constructor_args=(settings, max(1, round(per_worker))), batch_size=max(settings["batch_size"], 64),
             batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=per_worker,
