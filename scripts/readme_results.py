@@ -24,6 +24,7 @@ DEFAULT = {"**SpanDec**": "spandec", "**SF-SpanDec**": "sf_spandec"}  # results/
 DATASETS = {"conllpp": "CoNLL++ sentences", "bc5cdr": "BC5CDR", "crossner": "CrossNER (5 domains)", "ontonotes5": "OntoNotes 5"}
 METRICS_FILES = {"spaCy `ner`": "spacy_ner", "token classification": "token_cls", "SpanDec v1": "spandec", "SF-SpanDec v1": "sf_spandec"}
 POSITIONS = Path("results/positions/conllpp_400.json")
+ABLATIONS = Path("results/ablations")  # <dataset>_400/evaluate_<model>_<split>.json
 CAPTION = (
     "Test seqeval F1 (%) after 400 steps of 32 sentences on the offline MiniLM-L6 encoder, 2-core CPU. "
     "**SpanDec** and **SF-SpanDec** are the defaults (SpanDecoder.v2, O spans weighted 0.3 in the loss, no O "
@@ -57,7 +58,7 @@ def table(root: Path = ROOT) -> str:
         }
         row["SpanDec v2, paper loss"] = run_f1("spandec_v2", "sentences") if dataset == "conllpp" else None
         for column, model in DEFAULT.items():
-            row[column] = _f1(root / "results" / "ablations" / f"{dataset}_400" / f"evaluate_{model}_sentences.json")
+            row[column] = _f1(root / ABLATIONS / f"{dataset}_400" / f"evaluate_{model}_sentences.json")
         rows.append(row)
     documents: Dict[str, Optional[float]] = {column: None for column in COLUMNS}
     documents.update(
@@ -65,7 +66,7 @@ def table(root: Path = ROOT) -> str:
             "token classification": run_f1("token_cls", "documents"),
             "SpanDec v1": run_f1("spandec_v1", "documents"),
             "SpanDec v2, paper loss": run_f1("spandec_v2", "documents"),
-            "**SpanDec**": _f1(root / "results" / "ablations" / "conllpp_400" / "evaluate_spandec_documents.json"),
+            "**SpanDec**": _f1(root / ABLATIONS / "conllpp_400" / "evaluate_spandec_documents.json"),
         }
     )
     lines = [CAPTION, "", "| benchmark | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]

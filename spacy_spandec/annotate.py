@@ -35,7 +35,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 from spacy.util import load_config
 
-from .pipeline_component import SpanDecNER
+from .pipeline_component import SpanDecNER, spandec_components
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "text", ".parquet": "parquet", ".spacy": "docbin"}
 OUTPUT_FORMATS = ("jsonl", "parquet")
@@ -178,10 +178,6 @@ def load_pipeline(path: str, sf_threshold: Optional[float], inference_dtype: Opt
     return spacy.load(path, config=config)
 
 
-def _find_component(nlp: Language) -> Optional[SpanDecNER]:
-    return next((pipe for _, pipe in nlp.pipeline if isinstance(pipe, SpanDecNER)), None)
-
-
 @dataclass
 class Result:
     """What became of one input record: an output row, or an error."""
@@ -201,7 +197,7 @@ class Annotator:
         self.nlp = nlp
         self.batch_size = batch_size
         self.n_process = n_process
-        self.component = _find_component(nlp)
+        self.component = next((pipe for _, pipe in spandec_components(nlp)), None)
 
     def docs(self, records: List[Record]) -> Tuple[Dict[int, Doc], Dict[int, str]]:
         """Docs of the good records by position; reasons for the ones that fail."""

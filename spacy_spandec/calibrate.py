@@ -26,16 +26,16 @@ from spacy.tokens import DocBin
 from spacy.training import Example
 from spacy.util import load_config, minibatch
 
-from .pipeline_component import SpanDecNER
+from .pipeline_component import spandec_components
 
 DEFAULT_THRESHOLDS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def find_component(nlp: spacy.Language) -> str:
-    names = [name for name, pipe in nlp.pipeline if isinstance(pipe, SpanDecNER)]
-    if not names:
+    components = spandec_components(nlp)
+    if not components:
         raise ValueError("The pipeline has no spandec_ner component to calibrate.")
-    return names[0]
+    return components[0][0]
 
 
 def sweep(

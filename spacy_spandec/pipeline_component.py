@@ -556,3 +556,8 @@ class SpanDecNER(TrainablePipe):
         return self.scorer(
             examples, spans_key=self.spans_key, gold_spans_key=self.gold_spans_key, **kwargs
         )
+
+
+def spandec_components(nlp: Language) -> List[Tuple[str, SpanDecNER]]:
+    """The pipeline's spandec_ner components, found by class whatever their names."""
+    return [(name, pipe) for name, pipe in nlp.pipeline if isinstance(pipe, SpanDecNER)]

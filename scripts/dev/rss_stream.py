@@ -18,36 +18,24 @@ TESTS = Path(__file__).resolve().parents[2] / "tests"
 SETTINGS = {"pinned (default)": {}, "glibc dynamic (SPACY_SPANDEC_MALLOPT=0)": {"SPACY_SPANDEC_MALLOPT": "0"}}
 
 
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise SystemExit("no /proc/self/status")
-
-
 def stream(blocks: int, block: int) -> dict:
     sys.path.insert(0, str(TESTS))
     import torch
-    from conftest import TRAIN_DATA, build_tiny_bert, make_bert_nlp, make_examples, train
+    from conftest import build_tiny_bert, make_bert_nlp, make_examples, train
+    from test_memory import rss, short_texts  # the test's stream, in blocks
 
     with tempfile.TemporaryDirectory() as tmp:
         nlp = make_bert_nlp(build_tiny_bert(Path(tmp)))
         train(nlp, make_examples(nlp), n_updates=40, drop=0.1)
-    words = sorted({w for text, _ in TRAIN_DATA for w in text.split()})
     rng = random.Random(0)
-
-    def texts(n):
-        for _ in range(n):
-            yield " ".join(rng.choice(words) for _ in range(rng.randint(1, 12)))
-
-    for _ in nlp.pipe(texts(2000)):
+    for _ in nlp.pipe(short_texts(2000, rng)):
         pass
-    start, growth = rss_mb(), []
+    start, growth = rss(), []
     began = time.perf_counter()
     for _ in range(blocks):
-        for _ in nlp.pipe(texts(block)):
+        for _ in nlp.pipe(short_texts(block, rng)):
             pass
-        growth.append(round(rss_mb() - start, 1))
+        growth.append(round(rss() - start, 1))
     return {"torch_threads": torch.get_num_threads(), "warm_up_docs": 2000, "docs_per_block": block,
             "rss_growth_mb_after_each_block": growth, "seconds": round(time.perf_counter() - began, 1)}
 
