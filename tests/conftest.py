@@ -29,9 +29,11 @@ import spacy_spandec  # noqa: F401  (registrations)
 def pytest_configure(config):
     # One intra-op thread in the pytest process only: on a busy 2-core machine
     # PyTorch's thread pool makes the tiny models here many times slower, not
-    # faster. Nothing is exported to the environment, so subprocesses (the
-    # default-thread tests in test_default_threads.py, the project smoke test)
-    # run at torch's default thread count, as users do. Scripts that import
+    # faster. Nothing is exported to the environment, so subprocesses run at
+    # torch's default thread count, as users do: every claim about running the
+    # pipeline is checked there (test_default_threads.py: pipe/call/batch
+    # sizes/to_bytes/pickle/reload/n_process/determinism; the annotate CLI;
+    # resumable training; the memory stream; the project smoke test). Scripts that import
     # this module outside pytest are not affected either.
     torch.set_num_threads(1)
 

@@ -178,7 +178,10 @@ def reference(trained_dir, corpus, tmp_path_factory) -> list:
     return annotations(out)
 
 
-def test_cli_n_process_2_gives_the_single_process_output(trained_dir, corpus, reference, tmp_path):
+def test_cli_n_process_2_gives_the_single_process_output(loaded, trained_dir, corpus, reference, tmp_path):
+    # The CLI at torch's default threads gives what nlp() gives.
+    texts = [json.loads(line) for line in corpus.read_text().splitlines()]
+    assert_same_annotations(reference, [{**t, **expected(loaded, t["text"])} for t in texts])
     out = tmp_path / "out"
     proc = subprocess.run(cli(trained_dir, corpus, out, "--shard-size", "50", "--n-process", "2"),
                           env=fresh_env(), capture_output=True, text=True, timeout=600)
