@@ -5,8 +5,9 @@ The table between the README's `<!-- results:start -->` and
 from metrics/<dataset>/<config>.json (written by `spacy evaluate`), the
 sentences-vs-documents run in results/positions/conllpp_400.json, and the
 `spacy evaluate` outputs of the default recipe in
-results/ablations/<dataset>_400/evaluate_<model>_<split>.json. A missing file
-leaves its cell at "–", never a copied number.
+results/ablations/<dataset>_400/evaluate_<model>_<split>.json, and the speed
+ratios of the side-by-side benchmark in SPEED. A missing file leaves its cell
+at "–", never a copied number.
 
     python scripts/readme_results.py           # rewrite the block in README.md
     python scripts/readme_results.py --check   # exit 1 if the block is stale
@@ -25,6 +26,7 @@ DATASETS = {"conllpp": "CoNLL++ sentences", "bc5cdr": "BC5CDR", "crossner": "Cro
 METRICS_FILES = {"spaCy `ner`": "spacy_ner", "token classification": "token_cls", "SpanDec v1": "spandec", "SF-SpanDec v1": "sf_spandec"}
 POSITIONS = Path("results/positions/conllpp_400.json")
 ABLATIONS = Path("results/ablations")  # <dataset>_400/evaluate_<model>_<split>.json
+SPEED = Path("results/benchmark_2026-12-02_epyc_conllpp_400/benchmark.json")  # the newest CoNLL++ benchmark
 CAPTION = (
     "Test seqeval F1 (%) after 400 steps of 32 sentences on the offline MiniLM-L6 encoder, 2-core CPU. "
     "**SpanDec** and **SF-SpanDec** are the defaults (SpanDecoder.v2, O spans weighted 0.3 in the loss, no O "
@@ -73,7 +75,26 @@ def table(root: Path = ROOT) -> str:
     labels: List[str] = list(DATASETS.values()) + ["CoNLL++ whole documents, trained on sentences"]
     for label, row in zip(labels, rows + [documents]):
         lines.append(f"| {label} | " + " | ".join(_cell(row[column]) for column in COLUMNS) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + ["", speed(root)])
+
+
+def speed(root: Path = ROOT) -> str:
+    """One sentence of speed ratios to token classification, from SPEED."""
+    path = root / SPEED
+    if not path.exists():
+        return f"Speed: no benchmark file ({SPEED})."
+    run = json.loads(path.read_text())
+    models = run["datasets"]["conllpp"]["models"]
+    ratios = ", ".join(
+        f"{models[key]['label']} {models[key]['b8']['vs_token_cls']:.2f}×"
+        for key in ("sf_spandec", "spandec", "spacy_ner", "spanmarker") if key in models
+    )
+    return (
+        f"Speed, CoNLL++ test texts at batch 8, docs/s as a multiple of token classification's in the same "
+        f"run: {ratios} ({run['date']}, {run['machine']}, {run['torch_threads']} torch threads, "
+        f"`{run['command']}`; [benchmark]({SPEED.parent.as_posix()}/benchmark.md)). The models of that run "
+        f"are the v1 columns above."
+    )
 
 
 def render(readme: str, block: str) -> str:

@@ -49,7 +49,9 @@ from typing import Any, Dict, List, Optional
 
 from thinc.api import Config
 
-DATASETS = ["conllpp", "crossner", "ontonotes5", "bc5cdr"]
+from spacy_spandec import corpus
+
+DATASETS = list(corpus.DATASETS)
 # spacy_ner (spaCy's own transition-based ner on the same listener),
 # token_cls and spandec are trained; sf_spandec is the trained spandec model
 # with its span-filter threshold calibrated on dev (one model, two variants).

@@ -1,5 +1,6 @@
 """scripts/run_all.py, results_table.py and readme_results.py: budgets, run folders, tables."""
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -250,6 +251,20 @@ def test_readme_results_block_is_generated_from_the_result_files():
     """The README's numbers come from metrics/ and results/: regenerate them
     with `python scripts/readme_results.py` after a new run."""
     assert readme_results.main(["--check"]) == 0
+
+
+def test_project_docs_are_generated_from_project_yml(tmp_path):
+    """docs/project.md's command tables are `spacy project document`'s output
+    for the current project.yml: regenerate them with
+    `python -m spacy project document . --output docs/project.md`."""
+    root = Path(__file__).resolve().parents[1]
+    committed = (root / "docs" / "project.md").read_text()
+    copy = tmp_path / "project.md"
+    copy.write_text(committed)
+    proc = subprocess.run([sys.executable, "-m", "spacy", "project", "document", str(root), "--output", str(copy)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert copy.read_text() == committed, "docs/project.md is stale: regenerate it (see the docstring)"
 
 
 def test_readme_results_table_reads_the_files_and_leaves_missing_cells_empty(tmp_path):
