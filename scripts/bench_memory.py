@@ -28,13 +28,14 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+from run_info import current_rss_mb, peak_rss_mb  # scripts/ is on sys.path
 
 # The small labelled set the tests train on (tests/fixtures/small_ner.json).
 SENTENCES = [
@@ -48,36 +49,6 @@ EXTRA_TEXTS = [
     "",
     "Angela Merkel\tmet\nEmmanuel Macron .",
 ]
-
-
-def current_rss_mb() -> float:
-    """Resident set size now (Linux /proc; falls back to psutil, then peak)."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import psutil
-
-        return psutil.Process().memory_info().rss / 2**20
-    except ImportError:
-        return peak_rss_mb()
-
-
-def peak_rss_mb() -> float:
-    """Peak RSS of this process image. Linux: VmHWM, because ru_maxrss keeps
-    the parent's peak across fork + exec, so a child would report it."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 2**10
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs KiB
 
 
 def malloc_trim() -> bool:

@@ -30,7 +30,6 @@ only scores (no timing; the machine need not be quiet).
 """
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -49,8 +48,8 @@ from spacy_spandec.encoders import offline_encoder
 from spacy_spandec.scoring import score_ents
 from spacy_spandec.serving import quantize_encoder
 
-from bench_memory import peak_rss_mb  # scripts/ is on sys.path
-from run_all import CPU_STEPS
+from run_all import CPU_STEPS  # scripts/ is on sys.path
+from run_info import machine, peak_rss_mb
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 # name -> (kind, path template, component overrides, how to train it)
@@ -504,7 +503,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         return
     result: Dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "machine": f"{platform.processor() or platform.machine()}, {_cpu_name()}, {_n_cpus()} CPUs, {platform.system()}",
+        "machine": machine(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "command": "python scripts/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -518,22 +517,6 @@ def main(argv: Optional[List[str]] = None) -> None:
         result["datasets"][dataset] = benchmark_dataset(dataset, names, args)
         (args.output / "benchmark.json").write_text(json.dumps(result, indent=1))
     print(write_report(result, args.output))
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
-
-
-def _n_cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 if __name__ == "__main__":

@@ -11,11 +11,11 @@ The paper's MiniLM-L12 F1 (Table 7) is printed beside ours for reference.
 """
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
+
+from run_info import machine  # scripts/ is on sys.path
 
 DATASETS = ["conllpp", "crossner", "ontonotes5", "bc5cdr"]
 CONFIGS = {"token_cls": "Token classification", "spandec": "SpanDec", "sf_spandec": "SF-SpanDec"}
@@ -176,7 +176,7 @@ def main() -> None:
     times = wall_times(args.timings)
     whole_run = load(args.run_record)
     meta = {
-        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()}-core CPU, no GPU".replace("  ", " "),
+        "machine": f"{machine()}, no GPU",
         "date": run_dates(args.timings),
         "command": args.command,
     }

@@ -51,6 +51,8 @@ from thinc.api import Config
 
 from spacy_spandec import corpus
 
+from run_info import now  # scripts/ is on sys.path
+
 DATASETS = list(corpus.DATASETS)
 # spacy_ner (spaCy's own transition-based ner on the same listener),
 # token_cls and spandec are trained; sf_spandec is the trained spandec model
@@ -89,11 +91,6 @@ def max_steps(budget: str, run: str, granularity: str, config: str) -> Optional[
         return math.ceil(CPU_STEPS * train["samples"] / train["sentences"])
     epochs = CONVERGE_EPOCHS if budget == "converge" else PAPER_EPOCHS
     return math.ceil(epochs * train["samples"] / samples_per_step(config))
-
-
-def now() -> str:
-    """The local time as timings.json and run_all.json record it."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def run_step(step: str, variables: Dict[str, Any], force: bool, dry_run: bool) -> Dict[str, Any]:

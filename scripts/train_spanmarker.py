@@ -32,7 +32,7 @@ from spacy.tokens import DocBin
 from spacy_spandec.encoders import offline_encoder
 from spacy_spandec.tags import spans_to_bio
 
-from run_all import now  # scripts/ is on sys.path
+from run_info import now  # scripts/ is on sys.path
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 SEGMENTS = "segments.json"

@@ -15,6 +15,9 @@ import time
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[2] / "tests"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from run_info import machine  # noqa: E402  (scripts/)
+
 SETTINGS = {"pinned (default)": {}, "glibc dynamic (SPACY_SPANDEC_MALLOPT=0)": {"SPACY_SPANDEC_MALLOPT": "0"}}
 
 
@@ -59,7 +62,7 @@ def main() -> None:
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         record = {"date": time.strftime("%Y-%m-%d"), "command": "python scripts/dev/rss_stream.py " + " ".join(sys.argv[1:]),
-                  "machine": f"{os.cpu_count()} CPUs, {sys.platform}", "runs": runs}
+                  "machine": machine(), "runs": runs}
         args.output.write_text(json.dumps(record, indent=1) + "\n")
 
 

@@ -15,7 +15,6 @@ retrained. Accuracy only: the machine is shared, no timings are kept.
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -23,6 +22,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from run_info import machine  # noqa: E402  (scripts/)
 
 SCORE_COLUMNS = ("ENTS_F", "ENTS_P", "ENTS_R", "SEQEVAL_F")
 
@@ -76,13 +78,6 @@ def train(name: str, overrides: Dict[str, str], args: argparse.Namespace) -> Lis
     return parse_log(log.read_text())
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
-
-
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -124,7 +119,7 @@ def main() -> None:
 
     result = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        "machine": f"{machine()}, torch {torch.__version__}",
         "what": f"{args.config.stem} on {args.corpus.name}: {args.steps} steps, seed {args.seed}, dev ents_f every {args.eval_frequency}",
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "dev_limit": args.dev_limit,

@@ -7,7 +7,7 @@ output on the docs, then runs only the head on those docs (`predict` +
 `set_annotations`, as `nlp.pipe` does), so repeated passes measure the head
 and nothing else.
 
-    python scripts/profile_head.py training/conllpp/sf_spandec/model-best corpus/conllpp/test.spacy \\
+    python scripts/dev/profile_head.py training/conllpp/sf_spandec/model-best corpus/conllpp/test.spacy \\
         --n-docs 400 --batch-size 8 --output results/profile/head.json
 
 Reported: ms per doc (median of `--repeats` passes, with min-max), the
@@ -31,7 +31,7 @@ from spacy_spandec.layers import decoder as decoder_module
 from spacy_spandec.layers.spandec_model import decoder_net
 from spacy_spandec.serving import bfloat16_decoder
 
-from profile_split import top_ops  # scripts/ is on sys.path
+from profile_split import top_ops  # scripts/dev/ is on sys.path
 
 
 def run_head(ner: Any, docs: List[Doc], batch_size: int) -> None:

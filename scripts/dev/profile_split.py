@@ -8,7 +8,7 @@ disabled (the transformer still runs), variants alternating, median of
 `--repeats`, and prints the head's share. With `--op-profile` it also lists
 the span decoder's most expensive PyTorch ops (torch.profiler).
 
-    python scripts/profile_split.py --token-cls training/conllpp/token_cls/model-best \\
+    python scripts/dev/profile_split.py --token-cls training/conllpp/token_cls/model-best \\
         --spandec training/conllpp/sf_spandec/model-best --texts corpus/conllpp/test.spacy \\
         --output results/profile/split.json
 """
