@@ -216,6 +216,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     key, step_vars = f"{name}/sf_spandec/{step}", {**variables, "config": "sf_spandec"}
                 if not run(key, command, step_vars) and step in ("train", "calibrate"):
                     break  # evaluate and package need the trained model
+        if args.budget == "converge" and "evaluate" in args.steps:
+            run(f"{name}/-/convergence-curves", "convergence-curves", {**base, "suffix": ""})
     if failed:
         print(f"{len(failed)} step(s) failed: {', '.join(failed)}")
     if not args.dry_run:

@@ -8,6 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
+import convergence_curves  # noqa: E402
 import readme_results  # noqa: E402
 import results_table  # noqa: E402
 import run_all  # noqa: E402
@@ -285,3 +286,31 @@ def test_readme_results_table_reads_the_files_and_leaves_missing_cells_empty(tmp
     assert readme_results.render(readme, "new") == "intro\n<!-- results:start -->\nnew\n<!-- results:end -->\nrest\n"
     with pytest.raises(ValueError, match="exactly one"):
         readme_results.render("no markers", "new")
+
+
+def test_convergence_curves_copy_every_point_and_report_words_per_second(tmp_path):
+    folder = tmp_path / "training" / "bc5cdr_converge" / "spandec"
+    (folder / "checkpoint").mkdir(parents=True)
+    points = [
+        {"step": 0, "epoch": 0, "epoch_end": False, "words": 0, "seconds": 1.0, "train_seconds": 0.0, "score": 0.0,
+         "losses": {}, "scores": {"ents_f": 0.01, "seqeval_f": 0.01}},
+        {"step": 10, "epoch": 0, "epoch_end": True, "words": 500, "seconds": 30.0, "train_seconds": 20.0, "score": 0.6,
+         "losses": {}, "scores": {"ents_f": 0.6, "seqeval_f": 0.59}},
+        {"step": 20, "epoch": 1, "epoch_end": False, "words": 1000, "seconds": 60.0, "train_seconds": 40.0, "score": 0.5,
+         "losses": {}, "scores": {"ents_f": 0.5, "seqeval_f": 0.49}},
+    ]
+    (folder / "curve.jsonl").write_text("".join(json.dumps(p) + "\n" for p in points))
+    (folder / "checkpoint" / "state.json").write_text(json.dumps({"finished": "converged after epoch 1"}))
+    metrics = tmp_path / "metrics" / "bc5cdr_converge"
+    metrics.mkdir(parents=True)
+    (metrics / "spandec.json").write_text(json.dumps({"seqeval_f": 0.81, "ents_f": 0.82, "token_acc": 1.0}))
+    (metrics / "sf_spandec.json").write_text(json.dumps({"seqeval_f": 0.8, "spans_spandec_kept_fraction": 0.05}))
+    result = convergence_curves.collect("bc5cdr", tmp_path)
+    assert list(result["models"]) == ["spandec"]  # the other models have no curve yet
+    model = result["models"]["spandec"]
+    assert [p["step"] for p in model["curve"]] == [0, 10, 20]
+    assert model["train_words_per_s"] == 25.0
+    assert model["best_dev"] == {"step": 10, "ents_f": 0.6}
+    assert model["epochs"] == 1 and model["finished"] == "converged after epoch 1"
+    assert model["test"] == {"seqeval_f": 0.81, "ents_f": 0.82}
+    assert model["test_sf_spandec"]["spans_spandec_kept_fraction"] == 0.05
