@@ -71,6 +71,7 @@ SERVING: Dict[str, Dict[str, Any]] = {
     "spandec+int8": {"base": "spandec", "dtype": "int8", "encoder_int8": True},
     "sf_spandec+int8": {"base": "sf_spandec", "dtype": "int8", "encoder_int8": True},
 }
+VARIANT_SPECS: List[str] = []  # --variant arguments, passed on to the RSS children
 LABELS = {
     "token_cls": "Token classif.",
     "spacy_ner": "spaCy ner",
@@ -81,8 +82,24 @@ LABELS = {
 
 
 def base_of(name: str) -> str:
-    """The trained model a serving variant runs (the name itself otherwise)."""
-    return SERVING.get(name, {}).get("base", name)
+    """The kind of trained model a serving variant or a `--variant` runs (the
+    name itself otherwise)."""
+    return SERVING.get(name, {}).get("base") or MODELS.get(name, {}).get("variant_of") or name
+
+
+def add_variants(specs: Sequence[str]) -> List[str]:
+    """`--variant NAME=BASE:PATH`: another trained model of kind BASE (e.g. a
+    SpanDec trained with another architecture) timed in the same run."""
+    names = []
+    for spec in specs:
+        name, _, rest = spec.partition("=")
+        base, _, path = rest.partition(":")
+        if not name or base not in MODELS or not path:
+            raise SystemExit(f"--variant {spec!r}: expected NAME=BASE:PATH with BASE one of {', '.join(MODELS)}")
+        MODELS[name] = {**MODELS[base], "path": path, "variant_of": base}
+        LABELS[name] = name
+        names.append(name)
+    return names
 
 
 def label_of(name: str) -> str:
@@ -114,7 +131,7 @@ class Runner:
     def __init__(self, name: str, dataset: str) -> None:
         self.name = name
         self.base = base_of(name)
-        spec = MODELS[self.base]
+        spec = MODELS.get(name) or MODELS[self.base]
         self.kind = spec["kind"]
         self.path = PROJECT_DIR / spec["path"].format(ds=dataset)
         self.overrides = dict(spec.get("overrides", {}))
@@ -252,7 +269,7 @@ def gflops(base: str, shape: flops.EncoderShape, S: float, M: float, kept: Optio
 def peak_rss(name: str, dataset: str, n_docs: int, batch_size: int) -> Dict[str, float]:
     """Peak RSS of a fresh process that loads `name` and annotates the texts."""
     cmd = [sys.executable, __file__, "--rss-child", name, "--datasets", dataset, "--n-docs", str(n_docs),
-           "--batch-sizes", str(batch_size)]
+           "--batch-sizes", str(batch_size), *[f"--variant={spec}" for spec in VARIANT_SPECS]]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -475,6 +492,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=["conllpp", "bc5cdr"])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=BASE:PATH",
+                        help="also time this pipeline, a model of kind BASE (e.g. spandec) at PATH; repeatable")
     parser.add_argument("--serving", action="store_true", help="add int8/bf16 variants on the first dataset")
     parser.add_argument("--n-docs", type=int, default=512)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 64])
@@ -488,6 +507,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--replot", type=Path, default=None,
                         help="redraw the table and plot from this benchmark.json into --output; times nothing")
     args = parser.parse_args(argv)
+    VARIANT_SPECS[:] = args.variant
+    variants = add_variants(args.variant)
     if args.replot:
         write_report(json.loads(args.replot.read_text()), args.output)
         return
@@ -513,7 +534,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     }
     args.output.mkdir(parents=True, exist_ok=True)
     for i, dataset in enumerate(args.datasets):
-        names = list(args.models) + (list(SERVING) if args.serving and i == 0 else [])
+        names = list(args.models) + variants + (list(SERVING) if args.serving and i == 0 else [])
         result["datasets"][dataset] = benchmark_dataset(dataset, names, args)
         (args.output / "benchmark.json").write_text(json.dumps(result, indent=1))
     print(write_report(result, args.output))
