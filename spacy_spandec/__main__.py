@@ -1,7 +1,8 @@
 """`python -m spacy_spandec COMMAND` (also the `spacy-spandec` console script).
 
-Commands: annotate (a corpus, in resumable shards), train (resumable
-training), calibrate (tune sf_threshold / outside_bias on dev).
+Commands: annotate (a corpus, in resumable shards), render (HTML of the
+predicted spans with their scores), train (resumable training), calibrate
+(tune sf_threshold / outside_bias on dev).
 """
 import argparse
 import sys
@@ -10,7 +11,7 @@ from typing import List, Optional
 
 from wasabi import msg
 
-COMMANDS = ("annotate", "train", "calibrate")
+COMMANDS = ("annotate", "render", "train", "calibrate")
 
 
 def annotate_main(argv: List[str]) -> int:
@@ -57,6 +58,38 @@ def annotate_main(argv: List[str]) -> int:
     return 0
 
 
+def render_main(argv: List[str]) -> int:
+    from itertools import islice
+
+    from .annotate import input_files, load_pipeline, read_records
+    from .render import render
+
+    parser = argparse.ArgumentParser(prog="python -m spacy_spandec render",
+                                     description="Write an HTML page (displaCy's span style) of the spans a pipeline "
+                                     "predicts for the first texts of INPUT, with the label and score on each span.")
+    parser.add_argument("pipeline", help="a pipeline folder or installed package name")
+    parser.add_argument("input", help="a file, folder or glob of JSONL, text, Parquet or DocBin files (as annotate)")
+    parser.add_argument("output", type=Path, help="the HTML file to write")
+    parser.add_argument("--limit", type=int, default=20, help="texts to render")
+    parser.add_argument("--text-field", default="text")
+    parser.add_argument("--show-pruned", action="store_true",
+                        help="also draw, in grey, the spans the span filter pruned that SpanDec would have predicted")
+    parser.add_argument("--sf-threshold", type=float, default=None, help="override the pipeline's sf_threshold")
+    args = parser.parse_args(argv)
+    try:
+        nlp = load_pipeline(args.pipeline, args.sf_threshold, None, -1)
+        records = (r for path in input_files(args.input) for r in read_records(path, args.text_field, nlp.vocab))
+        texts = [r.text for r in islice((r for r in records if r.error is None and r.text), args.limit)]
+        html = render(list(nlp.pipe(texts)), nlp=nlp, show_pruned=args.show_pruned, page=True, jupyter=False)
+    except ValueError as err:
+        msg.fail(str(err))
+        return 1
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(html, encoding="utf8")
+    msg.good(f"{len(texts)} texts rendered to {args.output}")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
@@ -65,6 +98,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     command, rest = argv[0], argv[1:]
     if command == "annotate":
         return annotate_main(rest)
+    if command == "render":
+        return render_main(rest)
     if command == "train":
         from .train import main as train_main
 
