@@ -2,7 +2,7 @@
 SpanDec and SF-SpanDec, on the same encoder, data and machine, in one process.
 
     python scripts/benchmark.py --datasets conllpp bc5cdr [--serving] \
-        [--n-docs 512] [--batch-sizes 8 64] [--repeats 3] [--output results/benchmark]
+        [--n-docs 512] [--batch-sizes 8 64] [--repeats 3] [--output results/benchmark/<datasets>]
 
 It reuses the trained models of the project (`spacy project run train
 --vars.config X`, `scripts/train_spanmarker.py`); a missing one is skipped
@@ -500,13 +500,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--test-limit", type=int, default=0, help="score on the first K test docs only (smoke runs)")
     parser.add_argument("--no-rss", action="store_true")
-    parser.add_argument("--output", type=Path, default=PROJECT_DIR / "results" / "benchmark")
+    parser.add_argument("--output", type=Path, default=None, help="default: results/benchmark/<datasets joined by _>")
     parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--write-metrics", action="store_true",
                         help="only score --models on each full test set into metrics/<dataset>/<name>.json")
     parser.add_argument("--replot", type=Path, default=None,
                         help="redraw the table and plot from this benchmark.json into --output; times nothing")
     args = parser.parse_args(argv)
+    args.output = args.output or PROJECT_DIR / "results" / "benchmark" / "_".join(args.datasets)
     VARIANT_SPECS[:] = args.variant
     variants = add_variants(args.variant)
     if args.replot:

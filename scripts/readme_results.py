@@ -26,7 +26,7 @@ DATASETS = {"conllpp": "CoNLL++ sentences", "bc5cdr": "BC5CDR", "crossner": "Cro
 METRICS_FILES = {"spaCy `ner`": "spacy_ner", "token classification": "token_cls", "SpanDec v1": "spandec", "SF-SpanDec v1": "sf_spandec"}
 POSITIONS = Path("results/positions/conllpp_400.json")
 ABLATIONS = Path("results/ablations")  # <dataset>_400/evaluate_<model>_<split>.json
-SPEED = Path("results/benchmark_2026-12-02_epyc_conllpp_400/benchmark.json")  # the newest CoNLL++ benchmark
+SPEED = Path("results/benchmark/conllpp/benchmark.json")  # the current CoNLL++ benchmark
 CAPTION = (
     "Test seqeval F1 (%) after 400 steps of 32 sentences on the offline MiniLM-L6 encoder, 2-core CPU. "
     "**SpanDec** and **SF-SpanDec** are the defaults (SpanDecoder.v2, O spans weighted 0.3 in the loss, no O "

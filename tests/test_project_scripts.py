@@ -150,13 +150,14 @@ def test_benchmark_train_hints_use_the_budget_of_the_compared_rows():
         assert f"{CPU_STEPS}" in hint.split("steps", 1)[1].split()[0], hint
 
 
-def test_benchmark_replot_redraws_table_and_plot_without_timing(tmp_path):
+@pytest.mark.parametrize("dataset", ["conllpp", "bc5cdr"])
+def test_benchmark_replot_redraws_table_and_plot_without_timing(dataset, tmp_path):
     """--replot rebuilds benchmark.md and the Figure-1 plot from a saved
     benchmark.json: the committed table is the one its JSON gives, and the
     plot is a PNG; no model is loaded."""
     import benchmark
 
-    saved = Path(benchmark.PROJECT_DIR) / "results" / "benchmark" / "benchmark.json"
+    saved = Path(benchmark.PROJECT_DIR) / "results" / "benchmark" / dataset / "benchmark.json"
     benchmark.main(["--replot", str(saved), "--output", str(tmp_path)])
     result = json.loads(saved.read_text())
     assert (tmp_path / "benchmark.md").read_text() == saved.with_suffix(".md").read_text()
