@@ -58,6 +58,7 @@ DATASETS = list(corpus.DATASETS)
 # token_cls and spandec are trained; sf_spandec is the trained spandec model
 # with its span-filter threshold calibrated on dev (one model, two variants).
 CONFIGS = ["spacy_ner", "token_cls", "spandec", "sf_spandec"]
+TRAINED_AS = {"sf_spandec": "spandec"}
 GRANULARITY = {"conllpp": "chunk", "ontonotes5": "chunk", "crossner": "sentence", "bc5cdr": "sentence"}
 DATASET_STEPS = ["assets", "convert"]
 MODEL_STEPS = ["train", "calibrate", "evaluate", "evaluate-domains", "package"]
@@ -69,8 +70,9 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
 def samples_per_step(config: str) -> int:
-    """[training.batcher] size of configs/<config>.cfg if it is a plain number."""
-    path = PROJECT_DIR / "configs" / f"{config}.cfg"
+    """[training.batcher] size of the config that trains `config` (spandec's
+    for sf_spandec, which has no config of its own) if it is a plain number."""
+    path = PROJECT_DIR / "configs" / f"{TRAINED_AS.get(config, config)}.cfg"
     if path.exists():
         size = Config().from_disk(path, interpolate=False).get("training", {}).get("batcher", {}).get("size")
         if isinstance(size, int) and size > 0:
