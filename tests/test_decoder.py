@@ -1,4 +1,5 @@
 """The PyTorch span decoder against a naive, span-by-span reference."""
+import dataclasses
 import math
 
 import numpy
@@ -7,7 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from spacy_spandec.candidates import attention_blocks, enumerate_candidates, max_window_length
-from spacy_spandec.layers import decoder as decoder_module
+from spacy_spandec.layers.attention import AttentionBudget
 from spacy_spandec.layers.decoder import AbsoluteSpanDecoder, RelativeSpanDecoder, SpanDecNet
 from spacy_spandec.layers.span_filter import SpanFilter, spans_to_keep
 
@@ -41,16 +42,16 @@ def scheme(request):
     return request.param
 
 
-def make_decoder(seed=0, max_len=MAX_LEN, block_size=BLOCK_SIZE, context=CONTEXT, scheme="relative"):
+def make_decoder(seed=0, max_len=MAX_LEN, block_size=BLOCK_SIZE, context=CONTEXT, scheme="relative", budget=None):
     torch.manual_seed(seed)
     n_positions = max_window_length(max_len, block_size, context)
     if scheme == "relative":
-        dec = RelativeSpanDecoder(WIDTH, N_CLASSES, N_HEADS, mlp_ratio=2.0, dropout=0.1, n_positions=n_positions, max_span_length=max_len)
+        dec = RelativeSpanDecoder(WIDTH, N_CLASSES, N_HEADS, mlp_ratio=2.0, dropout=0.1, n_positions=n_positions, max_span_length=max_len, budget=budget)
         with torch.no_grad():
             # A bias that is not symmetric in the offset, nor shared by the markers.
             dec.relative_bias.normal_(0.0, 1.0)
     else:
-        dec = AbsoluteSpanDecoder(WIDTH, N_CLASSES, N_HEADS, mlp_ratio=2.0, dropout=0.1, n_positions=n_positions)
+        dec = AbsoluteSpanDecoder(WIDTH, N_CLASSES, N_HEADS, mlp_ratio=2.0, dropout=0.1, n_positions=n_positions, budget=budget)
     # Non-trivial LayerNorm affine parameters, so a mix-up between the three
     # norms cannot go unnoticed.
     with torch.no_grad():
@@ -145,16 +146,20 @@ def absolute_reference_logits(dec: AbsoluteSpanDecoder, inputs) -> torch.Tensor:
     return torch.stack(rows)
 
 
+# Budgets that force one attention kernel whatever the batch size.
+FUSED = AttentionBudget(fused_elements=1 << 40)
+GROUPED = AttentionBudget(fused_elements=0)
+
+
 @pytest.fixture(params=["fused", "grouped"])
-def attention_path(request, monkeypatch):
+def attention_path(request):
     """Run a test with the whole batch in one masked SDPA call (small
     batches) and with block windows in padded groups (large ones)."""
-    monkeypatch.setattr(decoder_module, "_MAX_FUSED_ELEMENTS", 1 << 40 if request.param == "fused" else 0)
-    return request.param
+    return FUSED if request.param == "fused" else GROUPED
 
 
 def test_decoder_matches_naive_reference(attention_path, scheme):
-    dec = make_decoder(scheme=scheme)
+    dec = make_decoder(scheme=scheme, budget=attention_path)
     inputs = make_inputs(LENGTHS)
     assert int(inputs["span_blocks"].max()) + 1 >= 19  # the long doc has many blocks
     with torch.no_grad():
@@ -164,16 +169,15 @@ def test_decoder_matches_naive_reference(attention_path, scheme):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("bound", ["_MAX_SCORE_ELEMENTS", "_MIN_SPLIT_ELEMENTS"])
-def test_decoder_matches_reference_however_blocks_are_grouped(monkeypatch, bound, scheme):
-    monkeypatch.setattr(decoder_module, "_MAX_FUSED_ELEMENTS", 0)
-    dec = make_decoder(seed=1, scheme=scheme)
+@pytest.mark.parametrize("bound", ["score_elements", "min_split_elements"])
+def test_decoder_matches_reference_however_blocks_are_grouped(bound, scheme):
+    # One group per block (memory bound), or a split wherever windows
+    # differ by 2x: grouping must not change any result.
+    budget = dataclasses.replace(GROUPED, **{bound: 1 if bound == "score_elements" else 0})
+    dec = make_decoder(seed=1, scheme=scheme, budget=budget)
     inputs = make_inputs(LENGTHS, seed=1)
     with torch.no_grad():
         expected = reference_logits(dec, inputs)
-        # One group per block (memory bound), or a split wherever windows
-        # differ by 2x: grouping must not change any result.
-        monkeypatch.setattr(decoder_module, bound, 1 if bound == "_MAX_SCORE_ELEMENTS" else 0)
         got = dec(**inputs)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
@@ -182,7 +186,7 @@ def test_decoder_matches_reference_however_blocks_are_grouped(monkeypatch, bound
 def test_decoder_on_a_sparse_subset_of_spans_matches_reference(keep_every, attention_path, scheme):
     """After span filtering only a few (block, marker, position) queries are
     left, unevenly spread over blocks: each must still get its own attention."""
-    dec = make_decoder(seed=2, scheme=scheme)
+    dec = make_decoder(seed=2, scheme=scheme, budget=attention_path)
     inputs = make_inputs(LENGTHS, seed=2)
     subset = torch.arange(0, inputs["starts"].shape[0], keep_every)
     for key in ("starts", "ends", "span_blocks"):
@@ -204,7 +208,7 @@ def test_precomputed_query_tables_give_the_same_logits(scheme):
 
 def test_decoder_spans_do_not_attend_to_each_other(attention_path, scheme):
     """Decoding a subset of spans gives the same logits for those spans."""
-    dec = make_decoder(scheme=scheme)
+    dec = make_decoder(scheme=scheme, budget=attention_path)
     inputs = make_inputs(LENGTHS)
     with torch.no_grad():
         full = dec(**inputs)
@@ -233,7 +237,7 @@ def test_decoder_width_must_divide_heads():
 
 
 def test_gradients_flow_to_every_token(attention_path, scheme):
-    dec = make_decoder(scheme=scheme)
+    dec = make_decoder(scheme=scheme, budget=attention_path)
     inputs = make_inputs(LENGTHS)
     inputs["tokens"].requires_grad_(True)
     dec(**inputs).sum().backward()
@@ -245,7 +249,7 @@ def test_gradients_flow_to_every_token(attention_path, scheme):
 
 
 def test_gradient_of_one_span_is_local_to_its_window(attention_path, scheme):
-    dec = make_decoder(scheme=scheme)
+    dec = make_decoder(scheme=scheme, budget=attention_path)
     inputs = make_inputs([300])
     inputs["tokens"].requires_grad_(True)
     logits = dec(**inputs)
@@ -331,16 +335,14 @@ def test_net_without_span_filter_ignores_threshold():
     assert torch.equal(token_logits, torch.zeros(14))
 
 
-def test_inference_chunking_gives_the_same_logits(monkeypatch, scheme):
+def test_inference_chunking_gives_the_same_logits(scheme):
     """Long docs are decoded in span chunks at inference; chunk size must not
     change the result."""
-    from spacy_spandec.layers import decoder as decoder_module
-
     dec = make_decoder(scheme=scheme)
     inputs = make_inputs(LENGTHS)
     with torch.no_grad():
         whole = dec(**inputs)
-        monkeypatch.setattr(decoder_module, "_INFERENCE_CHUNK", 37)
+        dec.budget = AttentionBudget(inference_spans=37)
         chunked = dec(**inputs)
     assert chunked.shape == whole.shape
     assert torch.allclose(chunked, whole, atol=1e-5)
