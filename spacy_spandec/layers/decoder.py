@@ -28,6 +28,8 @@ boundary) that a decoded span uses, then merged with each span's own pair
 kernels are in attention.py. The MLP and classifier run only on the spans
 that survive the span filter.
 """
+from __future__ import annotations
+
 import math
 from functools import partial
 from typing import Any, Dict, Optional, Tuple
@@ -45,23 +47,83 @@ POSITION_INITS = ("sinusoidal", "random")
 POSITION_SCHEMES = ("absolute", "relative")
 
 
-def sinusoidal_table(n_positions: int, width: int) -> torch.Tensor:
-    position = torch.arange(n_positions, dtype=torch.float32)[:, None]
-    freq = torch.exp(
-        torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10000.0) / width)
+def build_net(config: Optional[Dict[str, Any]]) -> nn.Module:
+    """A placeholder before the shapes are known, the real net after."""
+    if config is None:
+        return nn.Module()
+    return SpanDecNet(config)
+
+
+class SpanDecNet(nn.Module):
+    """Span filter + span decoder: the whole PyTorch side of `spandec_ner`.
+
+    Parameters live under the `spandec.` prefix so the optimizer can give the
+    new (non-pretrained) weights their higher learning rate.
+    """
+
+    def __init__(self, config: Dict[str, Any]) -> None:
+        super().__init__()
+        self.config = dict(config)
+        width = int(config["width"])
+        modules: Dict[str, nn.Module] = {"decoder": build_decoder(config)}
+        if config["span_filter"]:
+            modules["span_filter"] = SpanFilter(width)
+        self.spandec = nn.ModuleDict(modules)
+
+    @property
+    def has_span_filter(self) -> bool:
+        return "span_filter" in self.spandec
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        starts: torch.Tensor,
+        ends: torch.Tensor,
+        span_blocks: torch.Tensor,
+        window_starts: torch.Tensor,
+        window_lengths: torch.Tensor,
+        sf_threshold: float,
+        query_tables: Optional[Dict[str, torch.Tensor]] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(span logits of kept spans, token SF logits, indices of kept spans).
+
+        query_tables: the decoder's precomputed `query_tables()` (serving views).
+        """
+        if self.has_span_filter:
+            token_logits = self.spandec["span_filter"](tokens)
+        else:
+            token_logits = tokens.new_zeros((tokens.shape[0],))
+        keep = spans_to_keep(token_logits, starts, ends, sf_threshold if self.has_span_filter else 0.0)
+        kept = torch.nonzero(keep, as_tuple=False).squeeze(-1)
+        if kept.shape[0] != starts.shape[0]:
+            starts, ends, span_blocks = starts[kept], ends[kept], span_blocks[kept]
+        logits = self.spandec["decoder"](
+            tokens, starts, ends, span_blocks, window_starts, window_lengths, query_tables
+        )
+        return logits, token_logits, kept
+
+
+def build_decoder(config: Dict[str, Any]) -> _SpanDecoderBase:
+    """The decoder of a net config, in its position scheme."""
+    scheme = position_scheme(config)
+    shape = (
+        int(config["width"]), int(config["n_classes"]), int(config["n_heads"]),
+        float(config["mlp_ratio"]), float(config["dropout"]), int(config["n_positions"]),
     )
-    table = torch.zeros(n_positions, width)
-    table[:, 0::2] = torch.sin(position * freq)
-    table[:, 1::2] = torch.cos(position * freq[: width // 2])
-    return table
+    if scheme == "relative":
+        return RelativeSpanDecoder(*shape, max_span_length=int(config["max_span_length"]))
+    return AbsoluteSpanDecoder(
+        *shape,
+        position_init=str(config.get("position_init", "sinusoidal")),
+        position_key_scale=float(config.get("position_key_scale", 1.0)),
+    )
 
 
-def alibi_slopes(n_heads: int, steepest: float = 4.0) -> torch.Tensor:
-    """Per-head distance penalties from `steepest` down by a factor 2**(8/H)
-    per head (ALiBi's geometric series, scaled): the steep heads start out
-    attending to the boundary token and its neighbours, the flat ones to the
-    whole window. Offsets a model never saw in training keep this prior."""
-    return steepest * torch.pow(2.0, -8.0 * torch.arange(n_heads, dtype=torch.float32) / n_heads)
+def position_scheme(config: Dict[str, Any]) -> str:
+    scheme = config.get("positions", "absolute")
+    if scheme not in POSITION_SCHEMES:
+        raise ValueError(f"positions must be one of {list(POSITION_SCHEMES)}, got {scheme!r}")
+    return scheme
 
 
 class _SpanDecoderBase(nn.Module):
@@ -405,80 +467,20 @@ class AbsoluteSpanDecoder(_SpanDecoderBase):
         return tables["pos_keys"][key_pos], tables["pos_values"][key_pos], allowed[None, None]
 
 
-def build_decoder(config: Dict[str, Any]) -> _SpanDecoderBase:
-    """The decoder of a net config, in its position scheme."""
-    scheme = position_scheme(config)
-    shape = (
-        int(config["width"]), int(config["n_classes"]), int(config["n_heads"]),
-        float(config["mlp_ratio"]), float(config["dropout"]), int(config["n_positions"]),
+def sinusoidal_table(n_positions: int, width: int) -> torch.Tensor:
+    position = torch.arange(n_positions, dtype=torch.float32)[:, None]
+    freq = torch.exp(
+        torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10000.0) / width)
     )
-    if scheme == "relative":
-        return RelativeSpanDecoder(*shape, max_span_length=int(config["max_span_length"]))
-    return AbsoluteSpanDecoder(
-        *shape,
-        position_init=str(config.get("position_init", "sinusoidal")),
-        position_key_scale=float(config.get("position_key_scale", 1.0)),
-    )
+    table = torch.zeros(n_positions, width)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: width // 2])
+    return table
 
 
-def position_scheme(config: Dict[str, Any]) -> str:
-    scheme = config.get("positions", "absolute")
-    if scheme not in POSITION_SCHEMES:
-        raise ValueError(f"positions must be one of {list(POSITION_SCHEMES)}, got {scheme!r}")
-    return scheme
-
-
-class SpanDecNet(nn.Module):
-    """Span filter + span decoder: the whole PyTorch side of `spandec_ner`.
-
-    Parameters live under the `spandec.` prefix so the optimizer can give the
-    new (non-pretrained) weights their higher learning rate.
-    """
-
-    def __init__(self, config: Dict[str, Any]) -> None:
-        super().__init__()
-        self.config = dict(config)
-        width = int(config["width"])
-        modules: Dict[str, nn.Module] = {"decoder": build_decoder(config)}
-        if config["span_filter"]:
-            modules["span_filter"] = SpanFilter(width)
-        self.spandec = nn.ModuleDict(modules)
-
-    @property
-    def has_span_filter(self) -> bool:
-        return "span_filter" in self.spandec
-
-    def forward(
-        self,
-        tokens: torch.Tensor,
-        starts: torch.Tensor,
-        ends: torch.Tensor,
-        span_blocks: torch.Tensor,
-        window_starts: torch.Tensor,
-        window_lengths: torch.Tensor,
-        sf_threshold: float,
-        query_tables: Optional[Dict[str, torch.Tensor]] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(span logits of kept spans, token SF logits, indices of kept spans).
-
-        query_tables: the decoder's precomputed `query_tables()` (serving views).
-        """
-        if self.has_span_filter:
-            token_logits = self.spandec["span_filter"](tokens)
-        else:
-            token_logits = tokens.new_zeros((tokens.shape[0],))
-        keep = spans_to_keep(token_logits, starts, ends, sf_threshold if self.has_span_filter else 0.0)
-        kept = torch.nonzero(keep, as_tuple=False).squeeze(-1)
-        if kept.shape[0] != starts.shape[0]:
-            starts, ends, span_blocks = starts[kept], ends[kept], span_blocks[kept]
-        logits = self.spandec["decoder"](
-            tokens, starts, ends, span_blocks, window_starts, window_lengths, query_tables
-        )
-        return logits, token_logits, kept
-
-
-def build_net(config: Optional[Dict[str, Any]]) -> nn.Module:
-    """A placeholder before the shapes are known, the real net after."""
-    if config is None:
-        return nn.Module()
-    return SpanDecNet(config)
+def alibi_slopes(n_heads: int, steepest: float = 4.0) -> torch.Tensor:
+    """Per-head distance penalties from `steepest` down by a factor 2**(8/H)
+    per head (ALiBi's geometric series, scaled): the steep heads start out
+    attending to the boundary token and its neighbours, the flat ones to the
+    whole window. Offsets a model never saw in training keep this prior."""
+    return steepest * torch.pow(2.0, -8.0 * torch.arange(n_heads, dtype=torch.float32) / n_heads)
