@@ -51,7 +51,10 @@ def make_decoder(seed=0, max_len=MAX_LEN, block_size=BLOCK_SIZE, context=CONTEXT
             # A bias that is not symmetric in the offset, nor shared by the markers.
             dec.relative_bias.normal_(0.0, 1.0)
     else:
-        dec = AbsoluteSpanDecoder(WIDTH, N_CLASSES, N_HEADS, mlp_ratio=2.0, dropout=0.1, n_positions=n_positions, budget=budget)
+        dec = AbsoluteSpanDecoder(
+            WIDTH, N_CLASSES, N_HEADS, mlp_ratio=2.0, dropout=0.1, n_positions=n_positions,
+            position_init="sinusoidal", position_key_scale=1.0, budget=budget,
+        )
     # Non-trivial LayerNorm affine parameters, so a mix-up between the three
     # norms cannot go unnoticed.
     with torch.no_grad():
@@ -231,7 +234,7 @@ def test_decoder_no_spans(scheme):
 
 def test_decoder_width_must_divide_heads():
     with pytest.raises(ValueError, match="n_heads"):
-        AbsoluteSpanDecoder(30, 3, 4, 4.0, 0.0, 10)
+        AbsoluteSpanDecoder(30, 3, 4, 4.0, 0.0, 10, position_init="sinusoidal", position_key_scale=1.0)
     with pytest.raises(ValueError, match="n_heads"):
         RelativeSpanDecoder(30, 3, 4, 4.0, 0.0, 10, max_span_length=4)
 
@@ -355,3 +358,19 @@ def test_parameter_count_is_the_papers():
               "n_positions": max_window_length(8, 64, 64)}
     n_params = sum(p.numel() for p in SpanDecNet(config).parameters())
     assert round(n_params / 1e6, 1) == 1.8, n_params
+
+
+def test_a_net_config_saved_before_the_position_keys_still_builds_and_loads():
+    """Configs saved before "positions", "position_init" and
+    "position_key_scale" existed were absolute, sinusoidal, scale 1."""
+    config = {key: value for key, value in net_config().items() if key != "max_span_length"}
+    config["positions"] = "absolute"
+    torch.manual_seed(0)
+    current = SpanDecNet({**config, "position_init": "sinusoidal", "position_key_scale": 1.0})
+    del config["positions"]
+    old = SpanDecNet(config)
+    assert isinstance(old.spandec["decoder"], AbsoluteSpanDecoder)
+    old.load_state_dict(current.state_dict())
+    inputs = make_inputs([5, 9])
+    with torch.no_grad():
+        torch.testing.assert_close(old.eval()(**inputs, sf_threshold=0.0), current.eval()(**inputs, sf_threshold=0.0))

@@ -42,9 +42,15 @@ from .attention import AttentionBudget, fused_attention, fused_layout, grouped_t
 from .span_filter import SpanFilter, spans_to_keep
 
 POSITION_INITS = ("sinusoidal", "random")
-# The position schemes of the net config ("positions"); a config saved
-# before the key existed is "absolute".
+# The position schemes of the net config ("positions").
 POSITION_SCHEMES = ("absolute", "relative")
+# What a net config saved before a key existed was built with, so that
+# pipelines saved then still load. History, not defaults: the defaults live
+# in the factory's config and the registered architectures, and must not be
+# read from here. position_init and position_key_scale only shape the initial
+# weights, which the saved ones replace; "positions" predates the relative
+# scheme, so its absence means absolute.
+SAVED_BEFORE_KEY: Dict[str, Any] = {"positions": "absolute", "position_init": "sinusoidal", "position_key_scale": 1.0}
 
 
 def build_net(config: Optional[Dict[str, Any]]) -> nn.Module:
@@ -106,6 +112,7 @@ class SpanDecNet(nn.Module):
 def build_decoder(config: Dict[str, Any]) -> _SpanDecoderBase:
     """The decoder of a net config, in its position scheme."""
     scheme = position_scheme(config)
+    config = {**SAVED_BEFORE_KEY, **config}
     shape = (
         int(config["width"]), int(config["n_classes"]), int(config["n_heads"]),
         float(config["mlp_ratio"]), float(config["dropout"]), int(config["n_positions"]),
@@ -114,13 +121,14 @@ def build_decoder(config: Dict[str, Any]) -> _SpanDecoderBase:
         return RelativeSpanDecoder(*shape, max_span_length=int(config["max_span_length"]))
     return AbsoluteSpanDecoder(
         *shape,
-        position_init=str(config.get("position_init", "sinusoidal")),
-        position_key_scale=float(config.get("position_key_scale", 1.0)),
+        position_init=str(config["position_init"]),
+        position_key_scale=float(config["position_key_scale"]),
     )
 
 
 def position_scheme(config: Dict[str, Any]) -> str:
-    scheme = config.get("positions", "absolute")
+    """The position scheme of a net config, also of one saved before the key."""
+    scheme = config.get("positions", SAVED_BEFORE_KEY["positions"])
     if scheme not in POSITION_SCHEMES:
         raise ValueError(f"positions must be one of {list(POSITION_SCHEMES)}, got {scheme!r}")
     return scheme
@@ -391,8 +399,8 @@ class AbsoluteSpanDecoder(_SpanDecoderBase):
         mlp_ratio: float,
         dropout: float,
         n_positions: int,
-        position_init: str = "sinusoidal",
-        position_key_scale: float = 1.0,
+        position_init: str,
+        position_key_scale: float,
         budget: Optional[AttentionBudget] = None,
     ) -> None:
         super().__init__(width, n_classes, n_heads, mlp_ratio, dropout, n_positions, budget)
