@@ -9,7 +9,15 @@ from torch.nn import functional as F
 
 from spacy_spandec.candidates import attention_blocks, enumerate_candidates, max_window_length
 from spacy_spandec.layers.attention import AttentionBudget
-from spacy_spandec.layers.decoder import AbsoluteSpanDecoder, RelativeSpanDecoder, SpanDecNet
+from spacy_spandec.layers.decoder import (
+    MLP_IN,
+    PARAMETER_PREFIX,
+    PER_SPAN_LINEARS,
+    AbsoluteSpanDecoder,
+    RelativeSpanDecoder,
+    SpanDecNet,
+    mlp_width,
+)
 from spacy_spandec.layers.span_filter import SpanFilter, spans_to_keep
 
 WIDTH, N_HEADS, N_CLASSES = 16, 4, 5
@@ -360,6 +368,18 @@ def test_parameter_count_is_the_papers():
     assert round(n_params / 1e6, 1) == 1.8, n_params
 
 
+def test_exported_names_are_the_decoders_layers(scheme):
+    """serving.py quantizes PER_SPAN_LINEARS by name, the load check reads
+    MLP_IN's shape from mlp_width, the optimizer matches PARAMETER_PREFIX:
+    the names must be what the decoder builds."""
+    dec = make_decoder(scheme=scheme)
+    for name in PER_SPAN_LINEARS:
+        assert isinstance(dec.get_submodule(name), torch.nn.Linear), name
+    assert dec.get_submodule(MLP_IN).weight.shape == (mlp_width(WIDTH, 2.0), WIDTH)
+    names = [name for name, _ in SpanDecNet(net_config()).named_parameters()]
+    assert names and all(name.startswith(PARAMETER_PREFIX + ".") for name in names)
+
+
 def test_a_net_config_saved_before_the_position_keys_still_builds_and_loads():
     """Configs saved before "positions", "position_init" and
     "position_key_scale" existed were absolute, sinusoidal, scale 1."""
@@ -369,7 +389,7 @@ def test_a_net_config_saved_before_the_position_keys_still_builds_and_loads():
     current = SpanDecNet({**config, "position_init": "sinusoidal", "position_key_scale": 1.0})
     del config["positions"]
     old = SpanDecNet(config)
-    assert isinstance(old.spandec["decoder"], AbsoluteSpanDecoder)
+    assert isinstance(old.decoder, AbsoluteSpanDecoder)
     old.load_state_dict(current.state_dict())
     inputs = make_inputs([5, 9])
     with torch.no_grad():

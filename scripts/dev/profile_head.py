@@ -64,7 +64,7 @@ def span_head_ms(ner: Any, rows: int, batch_size: int) -> Dict[str, float]:
     net = decoder_net(ner.model)
     out: Dict[str, float] = {}
     for name, view in (("float32", net), ("bfloat16", bfloat16_decoder(net))):
-        dec = view.spandec["decoder"]
+        dec = view.decoder
         x = torch.randn(max(rows // 2, 1), 2, dec.width)
         with torch.no_grad():
             for _ in range(20):
@@ -105,7 +105,7 @@ def main() -> None:
     n_batches = -(-len(docs) // args.batch_size)
     run_head(ner, docs[: 8 * args.batch_size], args.batch_size)  # warm-up: serving view, allocator, caches
     # The decoder predict() runs: the serving view's, built by the warm-up.
-    serving_decoder = serving_view(decoder_net(ner.model), ner.inference_dtype).net.spandec["decoder"]
+    serving_decoder = serving_view(decoder_net(ner.model), ner.inference_dtype).net.decoder
     budget = serving_decoder.budget
     runs, grouped_runs = [], []
     for _ in range(args.repeats):

@@ -52,6 +52,23 @@ POSITION_SCHEMES = ("absolute", "relative")
 # scheme, so its absence means absolute.
 SAVED_BEFORE_KEY: Dict[str, Any] = {"positions": "absolute", "position_init": "sinusoidal", "position_key_scale": 1.0}
 
+# The ModuleDict of SpanDecNet that holds every parameter: state-dict keys,
+# so the weights of saved pipelines, start with it (renaming it would orphan
+# them), and the optimizer's `new_weights` pattern picks out the decoder and
+# span filter by it.
+PARAMETER_PREFIX = "spandec"
+DECODER_PREFIX = f"{PARAMETER_PREFIX}.decoder."
+# The decoder's Linear layers that run once per decoded span (the others run
+# once per token or per weight update): what int8/bf16 serving converts.
+# MLP_IN and MLP_OUT are the two Linears of `mlp` (Linear, GELU, Dropout, Linear).
+MLP_IN, MLP_OUT = "mlp.0", "mlp.3"
+PER_SPAN_LINEARS = ("o_proj", MLP_IN, MLP_OUT, "classifier")
+
+
+def mlp_width(width: int, mlp_ratio: float) -> int:
+    """Hidden width of the per-span MLP, which the load check also needs."""
+    return max(1, int(round(width * mlp_ratio)))
+
 
 def build_net(config: Optional[Dict[str, Any]]) -> nn.Module:
     """A placeholder before the shapes are known, the real net after."""
@@ -63,7 +80,7 @@ def build_net(config: Optional[Dict[str, Any]]) -> nn.Module:
 class SpanDecNet(nn.Module):
     """Span filter + span decoder: the whole PyTorch side of `spandec_ner`.
 
-    Parameters live under the `spandec.` prefix so the optimizer can give the
+    Parameters live under `PARAMETER_PREFIX` so the optimizer can give the
     new (non-pretrained) weights their higher learning rate.
     """
 
@@ -74,11 +91,20 @@ class SpanDecNet(nn.Module):
         modules: Dict[str, nn.Module] = {"decoder": build_decoder(config)}
         if config["span_filter"]:
             modules["span_filter"] = SpanFilter(width)
-        self.spandec = nn.ModuleDict(modules)
+        self.add_module(PARAMETER_PREFIX, nn.ModuleDict(modules))
+
+    @property
+    def parts(self) -> nn.ModuleDict:
+        """The decoder and, if any, the span filter: the `PARAMETER_PREFIX` ModuleDict."""
+        return self._modules[PARAMETER_PREFIX]
+
+    @property
+    def decoder(self) -> _SpanDecoderBase:
+        return self.parts["decoder"]
 
     @property
     def has_span_filter(self) -> bool:
-        return "span_filter" in self.spandec
+        return "span_filter" in self.parts
 
     def forward(
         self,
@@ -96,14 +122,14 @@ class SpanDecNet(nn.Module):
         query_tables: the decoder's precomputed `query_tables()` (serving views).
         """
         if self.has_span_filter:
-            token_logits = self.spandec["span_filter"](tokens)
+            token_logits = self.parts["span_filter"](tokens)
         else:
             token_logits = tokens.new_zeros((tokens.shape[0],))
         keep = spans_to_keep(token_logits, starts, ends, sf_threshold if self.has_span_filter else 0.0)
         kept = torch.nonzero(keep, as_tuple=False).squeeze(-1)
         if kept.shape[0] != starts.shape[0]:
             starts, ends, span_blocks = starts[kept], ends[kept], span_blocks[kept]
-        logits = self.spandec["decoder"](
+        logits = self.decoder(
             tokens, starts, ends, span_blocks, window_starts, window_lengths, query_tables
         )
         return logits, token_logits, kept
@@ -167,7 +193,7 @@ class _SpanDecoderBase(nn.Module):
         self.k_proj = nn.Linear(width, width)
         self.v_proj = nn.Linear(width, width)
         self.o_proj = nn.Linear(width, width)
-        hidden = max(1, int(round(width * mlp_ratio)))
+        hidden = mlp_width(width, mlp_ratio)
         self.norm_mlp = nn.LayerNorm(width)
         self.mlp = nn.Sequential(
             nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width)
