@@ -354,7 +354,7 @@ class SpanDecNER(TrainablePipe):
         if labels is None:
             found = set()
             for eg in get_examples():
-                found.update(span.label_ for span in self._gold(eg))
+                found.update(span.label_ for span in gold_spans(eg, self.gold_spans_key, aligned=False))
             labels = sorted(found)
         for label in labels:
             if not isinstance(label, str):
@@ -390,15 +390,10 @@ class SpanDecNER(TrainablePipe):
                 "[components.<name>.model.tok2vec]."
             )
 
-    def _gold(self, eg: Example) -> List[Span]:
-        if self.gold_spans_key is None:
-            return list(eg.reference.ents)
-        return list(eg.reference.spans.get(self.gold_spans_key, []))
-
     def _warn_unreachable(self, get_examples: Callable[[], Iterable[Example]]) -> None:
         total = too_long = on_space = 0
         for eg in get_examples():
-            for span in self._gold(eg):
+            for span in gold_spans(eg, self.gold_spans_key, aligned=False):
                 total += 1
                 too_long += len(span) > self.max_span_length
                 on_space += span[0].is_space or span[-1].is_space
@@ -543,7 +538,8 @@ class SpanDecNER(TrainablePipe):
         validate_examples(examples, "SpanDecNER.score")
         unknown = set()
         for eg in examples:
-            unknown.update(span.label_ for span in self._gold(eg) if span.label_ not in self.labels)
+            gold = gold_spans(eg, self.gold_spans_key, aligned=False)
+            unknown.update(span.label_ for span in gold if span.label_ not in self.labels)
         if unknown and self.labels:
             raise ValueError(
                 f"The evaluation data has gold labels that '{self.name}' was never "
