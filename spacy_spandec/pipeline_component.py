@@ -291,9 +291,7 @@ class SpanDecNER(TrainablePipe):
             if self._outside_bias:
                 logits = logits.copy()
                 logits[:, 0] += self._outside_bias
-            logits = logits - logits.max(axis=1, keepdims=True)
-            probs = numpy.exp(logits)
-            probs /= probs.sum(axis=1, keepdims=True)
+            probs = softmax(logits)
             best = probs.argmax(axis=1)
             scores = probs[numpy.arange(probs.shape[0]), best]
         else:
@@ -449,8 +447,7 @@ class SpanDecNER(TrainablePipe):
         loss = 0.0
         d_logits = numpy.zeros_like(logits)
         if n_spans:
-            shifted = logits - logits.max(axis=1, keepdims=True)
-            log_probs = shifted - numpy.log(numpy.exp(shifted).sum(axis=1, keepdims=True))
+            log_probs = softmax(logits, log=True)
             rows = numpy.arange(n_spans)
             weights = numpy.where(span_targets == 0, self.negative_weight, 1.0).astype(logits.dtype)
             weights /= weights.sum()
@@ -552,6 +549,16 @@ class SpanDecNER(TrainablePipe):
         return self.scorer(
             examples, spans_key=self.spans_key, gold_spans_key=self.gold_spans_key, **kwargs
         )
+
+
+def softmax(logits: numpy.ndarray, *, log: bool = False) -> numpy.ndarray:
+    """Row-wise softmax (or log-softmax, which the loss needs to stay finite
+    where a probability underflows), shifted by the row max so exp cannot
+    overflow."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = numpy.exp(shifted)
+    total = exp.sum(axis=1, keepdims=True)
+    return shifted - numpy.log(total) if log else exp / total
 
 
 def spandec_components(nlp: Language) -> List[Tuple[str, SpanDecNER]]:
