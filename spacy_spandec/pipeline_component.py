@@ -161,12 +161,6 @@ class SpanDecNER(TrainablePipe):
         inference_dtype: str = "float32",
         scorer: Optional[Callable] = None,
     ) -> None:
-        if not 0.0 <= sf_threshold <= 1.0:
-            raise ValueError(
-                f"sf_threshold must be a probability in [0, 1], got {sf_threshold}. "
-                "Use 0 to decode every span (SpanDec) or a value tuned on the dev "
-                "set (e.g. with `python -m spacy_spandec.calibrate`)."
-            )
         if sf_loss_weight < 0:
             raise ValueError(f"sf_loss_weight must be >= 0, got {sf_loss_weight}.")
         if not negative_weight > 0:
@@ -207,9 +201,20 @@ class SpanDecNER(TrainablePipe):
     @sf_threshold.setter
     def sf_threshold(self, value: float) -> None:
         if not 0.0 <= value <= 1.0:
-            raise ValueError(f"sf_threshold must be in [0, 1], got {value}.")
+            raise ValueError(
+                f"sf_threshold must be a probability in [0, 1], got {value}. "
+                "Use 0 to decode every span (SpanDec) or a value tuned on the dev "
+                "set (e.g. with `python -m spacy_spandec.calibrate`)."
+            )
         self._sf_threshold = float(value)
-        self.model.attrs["sf_threshold"] = float(value)
+        self._threshold_to_model()
+
+    def _threshold_to_model(self) -> None:
+        """The Thinc model reads the threshold from its attrs, which loading
+        its bytes overwrites with the value saved then: the component's value
+        is copied there when it is set, after loading, and before predicting
+        (in case the model or its attrs were replaced since)."""
+        self.model.attrs["sf_threshold"] = self._sf_threshold
 
     @property
     def outside_bias(self) -> float:
@@ -274,7 +279,7 @@ class SpanDecNER(TrainablePipe):
                 "nlp.initialize() (or train with `spacy train`) before using it, "
                 "or load a trained pipeline with spacy.load()."
             )
-        self.model.attrs["sf_threshold"] = self._sf_threshold
+        self._threshold_to_model()
         with using_net(self.model, serving_view(decoder_net(self.model), self.inference_dtype)):
             return self.model.predict(docs)
 
@@ -502,14 +507,14 @@ class SpanDecNER(TrainablePipe):
         with _load_errors(self.name, "bytes"):
             super().from_bytes(bytes_data, exclude=exclude)
         self._check_loaded_labels("bytes")
-        self.model.attrs["sf_threshold"] = self._sf_threshold
+        self._threshold_to_model()
         return self
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = SimpleFrozenList()) -> "SpanDecNER":
         with _load_errors(self.name, str(path)):
             super().from_disk(path, exclude=exclude)
         self._check_loaded_labels(str(path))
-        self.model.attrs["sf_threshold"] = self._sf_threshold
+        self._threshold_to_model()
         return self
 
     def _check_loaded_labels(self, source: str) -> None:
