@@ -11,8 +11,8 @@ from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
-from spacy.vocab import Vocab
 from spacy.util import SimpleFrozenList
+from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from .layers.spandec_model import SpanDecoderLoadError, SpanDecOutput, decoder_net, is_built, using_net
@@ -41,24 +41,27 @@ upstream = "*"
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 LISTENER_NAMES = ("transformer-listener", "tok2vec-listener")
+# The component's settings and their defaults, which SpanDecNER's keyword
+# arguments read rather than repeat.
+DEFAULT_CONFIG: Dict[str, Any] = {
+    "model": DEFAULT_MODEL,
+    "spans_key": "spandec",
+    "gold_spans_key": None,
+    "sf_threshold": 0.0,
+    "outside_bias": 0.0,
+    "sf_loss_weight": 1.0,
+    "negative_weight": 0.3,
+    "write_ents": True,
+    "overwrite_ents": True,
+    "inference_dtype": "float32",
+    "scorer": {"@scorers": "spacy-spandec.scorer.v1"},
+}
 
 
 @Language.factory(
     "spandec_ner",
     assigns=["doc.ents", "doc.spans"],
-    default_config={
-        "model": DEFAULT_MODEL,
-        "spans_key": "spandec",
-        "gold_spans_key": None,
-        "sf_threshold": 0.0,
-        "outside_bias": 0.0,
-        "sf_loss_weight": 1.0,
-        "negative_weight": 0.3,
-        "write_ents": True,
-        "overwrite_ents": True,
-        "inference_dtype": "float32",
-        "scorer": {"@scorers": "spacy-spandec.scorer.v1"},
-    },
+    default_config=DEFAULT_CONFIG,
     default_score_weights={
         "ents_f": 1.0,
         "ents_p": 0.0,
@@ -150,15 +153,15 @@ class SpanDecNER(TrainablePipe):
         model: Model[List[Doc], SpanDecOutput],
         name: str = "spandec_ner",
         *,
-        spans_key: str = "spandec",
-        gold_spans_key: Optional[str] = None,
-        sf_threshold: float = 0.0,
-        outside_bias: float = 0.0,
-        sf_loss_weight: float = 1.0,
-        negative_weight: float = 0.3,
-        write_ents: bool = True,
-        overwrite_ents: bool = True,
-        inference_dtype: str = "float32",
+        spans_key: str = DEFAULT_CONFIG["spans_key"],
+        gold_spans_key: Optional[str] = DEFAULT_CONFIG["gold_spans_key"],
+        sf_threshold: float = DEFAULT_CONFIG["sf_threshold"],
+        outside_bias: float = DEFAULT_CONFIG["outside_bias"],
+        sf_loss_weight: float = DEFAULT_CONFIG["sf_loss_weight"],
+        negative_weight: float = DEFAULT_CONFIG["negative_weight"],
+        write_ents: bool = DEFAULT_CONFIG["write_ents"],
+        overwrite_ents: bool = DEFAULT_CONFIG["overwrite_ents"],
+        inference_dtype: str = DEFAULT_CONFIG["inference_dtype"],
         scorer: Optional[Callable] = None,
     ) -> None:
         if sf_loss_weight < 0:
