@@ -88,23 +88,29 @@ def make_spandec_ner(
     """Span-based NER: every span up to max_span_length is classified by a
     light cross-attention decoder over the token vectors.
 
-    spans_key: doc.spans key for all predicted spans (overlaps allowed).
-    gold_spans_key: take gold from doc.spans[key] (nested) instead of doc.ents.
-    sf_threshold: SF pruning threshold; 0 decodes every span (plain SpanDec).
-    outside_bias: added to the O (not-an-entity) logit of every span before
-        decoding; below 0 trades precision for recall. 0 is the plain argmax;
-        `python -m spacy_spandec.calibrate` can tune it on the dev set.
-    sf_loss_weight: weight of the span-filter loss added to the span loss.
-    negative_weight: weight of the O (not-an-entity) spans in the span loss,
-        a weighted mean as in torch's cross-entropy; below 1 lets the rare
-        entity spans (~3% of candidates) count for more (spaCy's spancat has
-        the same setting). 0.3 learns faster than the paper's plain mean (1.0)
-        and needs no O offset at decoding: results/ablations/.
-    write_ents: also write a flat, greedy-by-score selection to doc.ents.
-    overwrite_ents: replace existing doc.ents rather than keep them.
-    inference_dtype: "float32", or "int8" / "bfloat16" to predict with a
-        copy of the decoder whose per-span Linear layers are int8 / bf16 (CPU serving; training and
-        saving always use the float32 weights).
+    nlp (Language): the pipeline.
+    name (str): the component's name.
+    model (Model[List[Doc], SpanDecOutput]): a SpanDecoder architecture.
+    spans_key (str): doc.spans key for all predicted spans (overlaps allowed).
+    gold_spans_key (Optional[str]): take gold from doc.spans[key] (nested)
+        instead of doc.ents.
+    sf_threshold (float): SF pruning threshold; 0 decodes every span (plain SpanDec).
+    outside_bias (float): added to the O (not-an-entity) logit of every span
+        before decoding; below 0 trades precision for recall. 0 is the plain
+        argmax; `python -m spacy_spandec.calibrate` can tune it on the dev set.
+    sf_loss_weight (float): weight of the span-filter loss added to the span loss.
+    negative_weight (float): weight of the O (not-an-entity) spans in the
+        span loss, a weighted mean as in torch's cross-entropy; below 1 lets
+        the rare entity spans (~3% of candidates) count for more (spaCy's
+        spancat has the same setting). 0.3 learns faster than the paper's
+        plain mean (1.0) and needs no O offset at decoding: results/ablations/.
+    write_ents (bool): also write a flat, greedy-by-score selection to doc.ents.
+    overwrite_ents (bool): replace existing doc.ents rather than keep them.
+    inference_dtype (str): "float32", or "int8" / "bfloat16" to predict with
+        a copy of the decoder whose per-span Linear layers are int8 / bf16
+        (CPU serving; training and saving always use the float32 weights).
+    scorer (Optional[Callable]): the scoring function, spacy-spandec.scorer.v1.
+    RETURNS (SpanDecNER): the component.
     """
     return SpanDecNER(
         nlp.vocab,
@@ -147,6 +153,11 @@ def _load_errors(name: str, source: str) -> Iterator[None]:
 
 
 class SpanDecNER(TrainablePipe):
+    """Span-based NER with SpanDec / SF-SpanDec: every candidate span is
+    classified over O + labels; all predicted spans go to doc.spans, a flat
+    selection to doc.ents. Settings are those of the `spandec_ner` factory.
+    """
+
     def __init__(
         self,
         vocab: Vocab,
@@ -164,6 +175,13 @@ class SpanDecNER(TrainablePipe):
         inference_dtype: str = DEFAULT_CONFIG["inference_dtype"],
         scorer: Optional[Callable] = None,
     ) -> None:
+        """Initialize the component; `make_spandec_ner` documents the settings.
+
+        vocab (Vocab): the shared vocabulary.
+        model (Model[List[Doc], SpanDecOutput]): a SpanDecoder architecture.
+        name (str): the component's name.
+        scorer (Optional[Callable]): the scoring function; None scores nothing.
+        """
         if sf_loss_weight < 0:
             raise ValueError(f"sf_loss_weight must be >= 0, got {sf_loss_weight}.")
         if not negative_weight > 0:
@@ -246,17 +264,26 @@ class SpanDecNER(TrainablePipe):
 
     @property
     def max_span_length(self) -> int:
+        """The longest span the model can predict, in tokens."""
         return int(self.model.attrs["max_span_length"])
 
     @property
     def labels(self) -> Tuple[str, ...]:
+        """The entity labels; class 0 of the model is O, class i + 1 labels[i]."""
         return tuple(self.cfg["labels"])
 
     @property
     def label_data(self) -> List[str]:
+        """The labels, for `spacy init labels`."""
         return list(self.labels)
 
     def add_label(self, label: str) -> int:
+        """Add a label before the model is initialized; afterwards its
+        classifier has a fixed number of classes.
+
+        label (str): the label to add.
+        RETURNS (int): 1 if the label was added, 0 if it was already there.
+        """
         if not isinstance(label, str):
             raise ValueError(f"Labels must be strings, got {label!r}.")
         if label in self.labels:
@@ -275,6 +302,12 @@ class SpanDecNER(TrainablePipe):
     # Prediction ---------------------------------------------------------
 
     def predict(self, docs: Iterable[Doc]) -> SpanDecOutput:
+        """Decode the candidate spans of a batch, without modifying the docs,
+        through the serving view of `inference_dtype`.
+
+        docs (Iterable[Doc]): the docs to predict.
+        RETURNS (SpanDecOutput): the logits of the decoded (kept) spans.
+        """
         docs = list(docs)
         if not is_built(self.model):
             raise ValueError(
@@ -287,11 +320,20 @@ class SpanDecNER(TrainablePipe):
             return self.model.predict(docs)
 
     def finish_update(self, sgd: Optimizer) -> None:
-        """Apply the update, and drop the int8/bf16 views of the old weights."""
+        """Apply the update, and drop the serving views of the old weights.
+
+        sgd (Optimizer): the optimizer.
+        """
         super().finish_update(sgd)
         invalidate(decoder_net(self.model))
 
     def set_annotations(self, docs: Iterable[Doc], output: SpanDecOutput) -> None:
+        """Write every span whose best class is not O, with its probability,
+        to doc.spans[spans_key], and if write_ents a flat selection to doc.ents.
+
+        docs (Iterable[Doc]): the docs `output` was predicted for.
+        output (SpanDecOutput): the result of `predict`.
+        """
         docs = list(docs)
         labels = self.labels
         logits = self.model.ops.to_numpy(output.logits)
@@ -354,6 +396,14 @@ class SpanDecNER(TrainablePipe):
         nlp: Optional[Language] = None,
         labels: Optional[List[str]] = None,
     ) -> None:
+        """Set the labels and build the decoder for them (initializing again
+        rebuilds it), warning about gold spans the model cannot predict.
+
+        get_examples (Callable[[], Iterable[Example]]): the training examples.
+        nlp (Optional[Language]): the pipeline, to check that a listener's
+            upstream component exists.
+        labels (Optional[List[str]]): the labels; None takes them from the gold.
+        """
         validate_get_examples(get_examples, "SpanDecNER.initialize")
         if nlp is not None:
             self._check_listeners(nlp)
@@ -427,6 +477,15 @@ class SpanDecNER(TrainablePipe):
         sgd: Optional[Optimizer] = None,
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
+        """Learn from a batch of examples: one forward and backward pass, and
+        an optimizer step if `sgd` is given.
+
+        examples (Iterable[Example]): the batch.
+        drop (float): the dropout rate.
+        sgd (Optional[Optimizer]): the optimizer; None only accumulates gradients.
+        losses (Optional[Dict[str, float]]): losses to add this batch's to.
+        RETURNS (Dict[str, float]): the updated losses.
+        """
         if losses is None:
             losses = {}
         losses.setdefault(self.name, 0.0)
@@ -446,7 +505,14 @@ class SpanDecNER(TrainablePipe):
     def get_loss(
         self, examples: Iterable[Example], output: SpanDecOutput
     ) -> Tuple[float, Tuple[Any, Optional[Any]]]:
-        """(O-weighted) cross-entropy over decoded spans + weighted BCE of the span filter."""
+        """(O-weighted) cross-entropy over decoded spans + weighted BCE of the span filter.
+
+        examples (Iterable[Example]): the batch `output` was predicted for.
+        output (SpanDecOutput): the model's output in training.
+        RETURNS (Tuple[float, Tuple[Any, Optional[Any]]]): the loss and the
+            gradients of the span logits and (None without a span-filter
+            loss) of the token logits.
+        """
         examples = list(examples)
         ops = self.model.ops
         span_targets, token_targets = self._targets(examples, output)
@@ -507,6 +573,12 @@ class SpanDecNER(TrainablePipe):
     # Serialization ------------------------------------------------------------
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = SimpleFrozenList()) -> "SpanDecNER":
+        """Load the component; corrupt or mismatched data raises SpanDecoderLoadError.
+
+        bytes_data (bytes): the data from `to_bytes`.
+        exclude (Iterable[str]): fields not to load.
+        RETURNS (SpanDecNER): the component.
+        """
         with _load_errors(self.name, "bytes"):
             super().from_bytes(bytes_data, exclude=exclude)
         self._check_loaded_labels("bytes")
@@ -514,6 +586,13 @@ class SpanDecNER(TrainablePipe):
         return self
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = SimpleFrozenList()) -> "SpanDecNER":
+        """Load the component; corrupt, missing or mismatched files raise
+        SpanDecoderLoadError.
+
+        path (Union[str, Path]): the directory `to_disk` wrote.
+        exclude (Iterable[str]): fields not to load.
+        RETURNS (SpanDecNER): the component.
+        """
         with _load_errors(self.name, str(path)):
             super().from_disk(path, exclude=exclude)
         self._check_loaded_labels(str(path))
@@ -539,6 +618,12 @@ class SpanDecNER(TrainablePipe):
     # Scoring ----------------------------------------------------------------
 
     def score(self, examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
+        """Score predicted examples; gold labels the model never learned are
+        refused rather than counted as misses.
+
+        examples (Iterable[Example]): the examples, predicted.
+        RETURNS (Dict[str, Any]): the scores, ents_* and spans_<spans_key>_*.
+        """
         examples = list(examples)
         validate_examples(examples, "SpanDecNER.score")
         unknown = set()
