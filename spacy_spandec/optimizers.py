@@ -13,6 +13,8 @@ from thinc.api import Optimizer
 from thinc.schedules import warmup_linear
 from thinc.types import FloatsXd
 
+from .layers.decoder import PARAMETER_PREFIX
+
 
 class ScaledLearnRateOptimizer(Optimizer):
     """Adam(W) whose rate is multiplied by `factor` for matching parameters."""
@@ -49,12 +51,13 @@ def adamw_with_new_weight_factor(
     eps: float = 1e-8,
     grad_clip: float = 1.0,
     new_weights_lr_factor: float = 10.0,
-    new_weights: List[str] = ["spandec.*", "W", "b"],
+    new_weights: List[str] = [f"{PARAMETER_PREFIX}.*", "W", "b"],
     use_averages: bool = False,
 ) -> Optimizer:
     """AdamW; parameters whose name matches `new_weights` learn faster.
 
-    `spandec.*` are the decoder and span filter; `W`/`b` are Thinc-native
+    `spandec.*` are the decoder and span filter (their PyTorch names start
+    with layers.decoder.PARAMETER_PREFIX); `W`/`b` are Thinc-native
     layers such as a token-classification head. Pretrained transformer
     weights (named like `encoder.layer.0...`) keep the base rate.
     """

@@ -11,8 +11,8 @@ from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
-from spacy.vocab import Vocab
 from spacy.util import SimpleFrozenList
+from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
 from .layers.spandec_model import SpanDecoderLoadError, SpanDecOutput, decoder_net, is_built, using_net
@@ -41,24 +41,27 @@ upstream = "*"
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
 LISTENER_NAMES = ("transformer-listener", "tok2vec-listener")
+# The component's settings and their defaults, which SpanDecNER's keyword
+# arguments read rather than repeat.
+DEFAULT_CONFIG: Dict[str, Any] = {
+    "model": DEFAULT_MODEL,
+    "spans_key": "spandec",
+    "gold_spans_key": None,
+    "sf_threshold": 0.0,
+    "outside_bias": 0.0,
+    "sf_loss_weight": 1.0,
+    "negative_weight": 0.3,
+    "write_ents": True,
+    "overwrite_ents": True,
+    "inference_dtype": "float32",
+    "scorer": {"@scorers": "spacy-spandec.scorer.v1"},
+}
 
 
 @Language.factory(
     "spandec_ner",
     assigns=["doc.ents", "doc.spans"],
-    default_config={
-        "model": DEFAULT_MODEL,
-        "spans_key": "spandec",
-        "gold_spans_key": None,
-        "sf_threshold": 0.0,
-        "outside_bias": 0.0,
-        "sf_loss_weight": 1.0,
-        "negative_weight": 0.3,
-        "write_ents": True,
-        "overwrite_ents": True,
-        "inference_dtype": "float32",
-        "scorer": {"@scorers": "spacy-spandec.scorer.v1"},
-    },
+    default_config=DEFAULT_CONFIG,
     default_score_weights={
         "ents_f": 1.0,
         "ents_p": 0.0,
@@ -85,23 +88,29 @@ def make_spandec_ner(
     """Span-based NER: every span up to max_span_length is classified by a
     light cross-attention decoder over the token vectors.
 
-    spans_key: doc.spans key for all predicted spans (overlaps allowed).
-    gold_spans_key: take gold from doc.spans[key] (nested) instead of doc.ents.
-    sf_threshold: SF pruning threshold; 0 decodes every span (plain SpanDec).
-    outside_bias: added to the O (not-an-entity) logit of every span before
-        decoding; below 0 trades precision for recall. 0 is the plain argmax;
-        `python -m spacy_spandec.calibrate` can tune it on the dev set.
-    sf_loss_weight: weight of the span-filter loss added to the span loss.
-    negative_weight: weight of the O (not-an-entity) spans in the span loss,
-        a weighted mean as in torch's cross-entropy; below 1 lets the rare
-        entity spans (~3% of candidates) count for more (spaCy's spancat has
-        the same setting). 0.3 learns faster than the paper's plain mean (1.0)
-        and needs no O offset at decoding: results/ablations/.
-    write_ents: also write a flat, greedy-by-score selection to doc.ents.
-    overwrite_ents: replace existing doc.ents rather than keep them.
-    inference_dtype: "float32", or "int8" / "bfloat16" to predict with a
-        copy of the decoder whose per-span Linear layers are int8 / bf16 (CPU serving; training and
-        saving always use the float32 weights).
+    nlp (Language): the pipeline.
+    name (str): the component's name.
+    model (Model[List[Doc], SpanDecOutput]): a SpanDecoder architecture.
+    spans_key (str): doc.spans key for all predicted spans (overlaps allowed).
+    gold_spans_key (Optional[str]): take gold from doc.spans[key] (nested)
+        instead of doc.ents.
+    sf_threshold (float): SF pruning threshold; 0 decodes every span (plain SpanDec).
+    outside_bias (float): added to the O (not-an-entity) logit of every span
+        before decoding; below 0 trades precision for recall. 0 is the plain
+        argmax; `python -m spacy_spandec.calibrate` can tune it on the dev set.
+    sf_loss_weight (float): weight of the span-filter loss added to the span loss.
+    negative_weight (float): weight of the O (not-an-entity) spans in the
+        span loss, a weighted mean as in torch's cross-entropy; below 1 lets
+        the rare entity spans (~3% of candidates) count for more (spaCy's
+        spancat has the same setting). 0.3 learns faster than the paper's
+        plain mean (1.0) and needs no O offset at decoding: results/ablations/.
+    write_ents (bool): also write a flat, greedy-by-score selection to doc.ents.
+    overwrite_ents (bool): replace existing doc.ents rather than keep them.
+    inference_dtype (str): "float32", or "int8" / "bfloat16" to predict with
+        a copy of the decoder whose per-span Linear layers are int8 / bf16
+        (CPU serving; training and saving always use the float32 weights).
+    scorer (Optional[Callable]): the scoring function, spacy-spandec.scorer.v1.
+    RETURNS (SpanDecNER): the component.
     """
     return SpanDecNER(
         nlp.vocab,
@@ -144,29 +153,35 @@ def _load_errors(name: str, source: str) -> Iterator[None]:
 
 
 class SpanDecNER(TrainablePipe):
+    """Span-based NER with SpanDec / SF-SpanDec: every candidate span is
+    classified over O + labels; all predicted spans go to doc.spans, a flat
+    selection to doc.ents. Settings are those of the `spandec_ner` factory.
+    """
+
     def __init__(
         self,
         vocab: Vocab,
         model: Model[List[Doc], SpanDecOutput],
         name: str = "spandec_ner",
         *,
-        spans_key: str = "spandec",
-        gold_spans_key: Optional[str] = None,
-        sf_threshold: float = 0.0,
-        outside_bias: float = 0.0,
-        sf_loss_weight: float = 1.0,
-        negative_weight: float = 0.3,
-        write_ents: bool = True,
-        overwrite_ents: bool = True,
-        inference_dtype: str = "float32",
+        spans_key: str = DEFAULT_CONFIG["spans_key"],
+        gold_spans_key: Optional[str] = DEFAULT_CONFIG["gold_spans_key"],
+        sf_threshold: float = DEFAULT_CONFIG["sf_threshold"],
+        outside_bias: float = DEFAULT_CONFIG["outside_bias"],
+        sf_loss_weight: float = DEFAULT_CONFIG["sf_loss_weight"],
+        negative_weight: float = DEFAULT_CONFIG["negative_weight"],
+        write_ents: bool = DEFAULT_CONFIG["write_ents"],
+        overwrite_ents: bool = DEFAULT_CONFIG["overwrite_ents"],
+        inference_dtype: str = DEFAULT_CONFIG["inference_dtype"],
         scorer: Optional[Callable] = None,
     ) -> None:
-        if not 0.0 <= sf_threshold <= 1.0:
-            raise ValueError(
-                f"sf_threshold must be a probability in [0, 1], got {sf_threshold}. "
-                "Use 0 to decode every span (SpanDec) or a value tuned on the dev "
-                "set (e.g. with `python -m spacy_spandec.calibrate`)."
-            )
+        """Initialize the component; `make_spandec_ner` documents the settings.
+
+        vocab (Vocab): the shared vocabulary.
+        model (Model[List[Doc], SpanDecOutput]): a SpanDecoder architecture.
+        name (str): the component's name.
+        scorer (Optional[Callable]): the scoring function; None scores nothing.
+        """
         if sf_loss_weight < 0:
             raise ValueError(f"sf_loss_weight must be >= 0, got {sf_loss_weight}.")
         if not negative_weight > 0:
@@ -207,9 +222,20 @@ class SpanDecNER(TrainablePipe):
     @sf_threshold.setter
     def sf_threshold(self, value: float) -> None:
         if not 0.0 <= value <= 1.0:
-            raise ValueError(f"sf_threshold must be in [0, 1], got {value}.")
+            raise ValueError(
+                f"sf_threshold must be a probability in [0, 1], got {value}. "
+                "Use 0 to decode every span (SpanDec) or a value tuned on the dev "
+                "set (e.g. with `python -m spacy_spandec.calibrate`)."
+            )
         self._sf_threshold = float(value)
-        self.model.attrs["sf_threshold"] = float(value)
+        self._threshold_to_model()
+
+    def _threshold_to_model(self) -> None:
+        """The Thinc model reads the threshold from its attrs, which loading
+        its bytes overwrites with the value saved then: the component's value
+        is copied there when it is set, after loading, and before predicting
+        (in case the model or its attrs were replaced since)."""
+        self.model.attrs["sf_threshold"] = self._sf_threshold
 
     @property
     def outside_bias(self) -> float:
@@ -238,17 +264,26 @@ class SpanDecNER(TrainablePipe):
 
     @property
     def max_span_length(self) -> int:
+        """The longest span the model can predict, in tokens."""
         return int(self.model.attrs["max_span_length"])
 
     @property
     def labels(self) -> Tuple[str, ...]:
+        """The entity labels; class 0 of the model is O, class i + 1 labels[i]."""
         return tuple(self.cfg["labels"])
 
     @property
     def label_data(self) -> List[str]:
+        """The labels, for `spacy init labels`."""
         return list(self.labels)
 
     def add_label(self, label: str) -> int:
+        """Add a label before the model is initialized; afterwards its
+        classifier has a fixed number of classes.
+
+        label (str): the label to add.
+        RETURNS (int): 1 if the label was added, 0 if it was already there.
+        """
         if not isinstance(label, str):
             raise ValueError(f"Labels must be strings, got {label!r}.")
         if label in self.labels:
@@ -267,6 +302,12 @@ class SpanDecNER(TrainablePipe):
     # Prediction ---------------------------------------------------------
 
     def predict(self, docs: Iterable[Doc]) -> SpanDecOutput:
+        """Decode the candidate spans of a batch, without modifying the docs,
+        through the serving view of `inference_dtype`.
+
+        docs (Iterable[Doc]): the docs to predict.
+        RETURNS (SpanDecOutput): the logits of the decoded (kept) spans.
+        """
         docs = list(docs)
         if not is_built(self.model):
             raise ValueError(
@@ -274,16 +315,25 @@ class SpanDecNER(TrainablePipe):
                 "nlp.initialize() (or train with `spacy train`) before using it, "
                 "or load a trained pipeline with spacy.load()."
             )
-        self.model.attrs["sf_threshold"] = self._sf_threshold
+        self._threshold_to_model()
         with using_net(self.model, serving_view(decoder_net(self.model), self.inference_dtype)):
             return self.model.predict(docs)
 
     def finish_update(self, sgd: Optimizer) -> None:
-        """Apply the update, and drop the int8/bf16 views of the old weights."""
+        """Apply the update, and drop the serving views of the old weights.
+
+        sgd (Optimizer): the optimizer.
+        """
         super().finish_update(sgd)
         invalidate(decoder_net(self.model))
 
     def set_annotations(self, docs: Iterable[Doc], output: SpanDecOutput) -> None:
+        """Write every span whose best class is not O, with its probability,
+        to doc.spans[spans_key], and if write_ents a flat selection to doc.ents.
+
+        docs (Iterable[Doc]): the docs `output` was predicted for.
+        output (SpanDecOutput): the result of `predict`.
+        """
         docs = list(docs)
         labels = self.labels
         logits = self.model.ops.to_numpy(output.logits)
@@ -291,9 +341,7 @@ class SpanDecNER(TrainablePipe):
             if self._outside_bias:
                 logits = logits.copy()
                 logits[:, 0] += self._outside_bias
-            logits = logits - logits.max(axis=1, keepdims=True)
-            probs = numpy.exp(logits)
-            probs /= probs.sum(axis=1, keepdims=True)
+            probs = softmax(logits)
             best = probs.argmax(axis=1)
             scores = probs[numpy.arange(probs.shape[0]), best]
         else:
@@ -348,13 +396,21 @@ class SpanDecNER(TrainablePipe):
         nlp: Optional[Language] = None,
         labels: Optional[List[str]] = None,
     ) -> None:
+        """Set the labels and build the decoder for them (initializing again
+        rebuilds it), warning about gold spans the model cannot predict.
+
+        get_examples (Callable[[], Iterable[Example]]): the training examples.
+        nlp (Optional[Language]): the pipeline, to check that a listener's
+            upstream component exists.
+        labels (Optional[List[str]]): the labels; None takes them from the gold.
+        """
         validate_get_examples(get_examples, "SpanDecNER.initialize")
         if nlp is not None:
             self._check_listeners(nlp)
         if labels is None:
             found = set()
             for eg in get_examples():
-                found.update(span.label_ for span in self._gold(eg))
+                found.update(span.label_ for span in gold_spans(eg, self.gold_spans_key, aligned=False))
             labels = sorted(found)
         for label in labels:
             if not isinstance(label, str):
@@ -390,15 +446,10 @@ class SpanDecNER(TrainablePipe):
                 "[components.<name>.model.tok2vec]."
             )
 
-    def _gold(self, eg: Example) -> List[Span]:
-        if self.gold_spans_key is None:
-            return list(eg.reference.ents)
-        return list(eg.reference.spans.get(self.gold_spans_key, []))
-
     def _warn_unreachable(self, get_examples: Callable[[], Iterable[Example]]) -> None:
         total = too_long = on_space = 0
         for eg in get_examples():
-            for span in self._gold(eg):
+            for span in gold_spans(eg, self.gold_spans_key, aligned=False):
                 total += 1
                 too_long += len(span) > self.max_span_length
                 on_space += span[0].is_space or span[-1].is_space
@@ -426,6 +477,15 @@ class SpanDecNER(TrainablePipe):
         sgd: Optional[Optimizer] = None,
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
+        """Learn from a batch of examples: one forward and backward pass, and
+        an optimizer step if `sgd` is given.
+
+        examples (Iterable[Example]): the batch.
+        drop (float): the dropout rate.
+        sgd (Optional[Optimizer]): the optimizer; None only accumulates gradients.
+        losses (Optional[Dict[str, float]]): losses to add this batch's to.
+        RETURNS (Dict[str, float]): the updated losses.
+        """
         if losses is None:
             losses = {}
         losses.setdefault(self.name, 0.0)
@@ -445,7 +505,14 @@ class SpanDecNER(TrainablePipe):
     def get_loss(
         self, examples: Iterable[Example], output: SpanDecOutput
     ) -> Tuple[float, Tuple[Any, Optional[Any]]]:
-        """(O-weighted) cross-entropy over decoded spans + weighted BCE of the span filter."""
+        """(O-weighted) cross-entropy over decoded spans + weighted BCE of the span filter.
+
+        examples (Iterable[Example]): the batch `output` was predicted for.
+        output (SpanDecOutput): the model's output in training.
+        RETURNS (Tuple[float, Tuple[Any, Optional[Any]]]): the loss and the
+            gradients of the span logits and (None without a span-filter
+            loss) of the token logits.
+        """
         examples = list(examples)
         ops = self.model.ops
         span_targets, token_targets = self._targets(examples, output)
@@ -454,8 +521,7 @@ class SpanDecNER(TrainablePipe):
         loss = 0.0
         d_logits = numpy.zeros_like(logits)
         if n_spans:
-            shifted = logits - logits.max(axis=1, keepdims=True)
-            log_probs = shifted - numpy.log(numpy.exp(shifted).sum(axis=1, keepdims=True))
+            log_probs = softmax(logits, log=True)
             rows = numpy.arange(n_spans)
             weights = numpy.where(span_targets == 0, self.negative_weight, 1.0).astype(logits.dtype)
             weights /= weights.sum()
@@ -507,17 +573,30 @@ class SpanDecNER(TrainablePipe):
     # Serialization ------------------------------------------------------------
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = SimpleFrozenList()) -> "SpanDecNER":
+        """Load the component; corrupt or mismatched data raises SpanDecoderLoadError.
+
+        bytes_data (bytes): the data from `to_bytes`.
+        exclude (Iterable[str]): fields not to load.
+        RETURNS (SpanDecNER): the component.
+        """
         with _load_errors(self.name, "bytes"):
             super().from_bytes(bytes_data, exclude=exclude)
         self._check_loaded_labels("bytes")
-        self.model.attrs["sf_threshold"] = self._sf_threshold
+        self._threshold_to_model()
         return self
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = SimpleFrozenList()) -> "SpanDecNER":
+        """Load the component; corrupt, missing or mismatched files raise
+        SpanDecoderLoadError.
+
+        path (Union[str, Path]): the directory `to_disk` wrote.
+        exclude (Iterable[str]): fields not to load.
+        RETURNS (SpanDecNER): the component.
+        """
         with _load_errors(self.name, str(path)):
             super().from_disk(path, exclude=exclude)
         self._check_loaded_labels(str(path))
-        self.model.attrs["sf_threshold"] = self._sf_threshold
+        self._threshold_to_model()
         return self
 
     def _check_loaded_labels(self, source: str) -> None:
@@ -539,11 +618,18 @@ class SpanDecNER(TrainablePipe):
     # Scoring ----------------------------------------------------------------
 
     def score(self, examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
+        """Score predicted examples; gold labels the model never learned are
+        refused rather than counted as misses.
+
+        examples (Iterable[Example]): the examples, predicted.
+        RETURNS (Dict[str, Any]): the scores, ents_* and spans_<spans_key>_*.
+        """
         examples = list(examples)
         validate_examples(examples, "SpanDecNER.score")
         unknown = set()
         for eg in examples:
-            unknown.update(span.label_ for span in self._gold(eg) if span.label_ not in self.labels)
+            gold = gold_spans(eg, self.gold_spans_key, aligned=False)
+            unknown.update(span.label_ for span in gold if span.label_ not in self.labels)
         if unknown and self.labels:
             raise ValueError(
                 f"The evaluation data has gold labels that '{self.name}' was never "
@@ -556,6 +642,16 @@ class SpanDecNER(TrainablePipe):
         return self.scorer(
             examples, spans_key=self.spans_key, gold_spans_key=self.gold_spans_key, **kwargs
         )
+
+
+def softmax(logits: numpy.ndarray, *, log: bool = False) -> numpy.ndarray:
+    """Row-wise softmax (or log-softmax, which the loss needs to stay finite
+    where a probability underflows), shifted by the row max so exp cannot
+    overflow."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = numpy.exp(shifted)
+    total = exp.sum(axis=1, keepdims=True)
+    return shifted - numpy.log(total) if log else exp / total
 
 
 def spandec_components(nlp: Language) -> List[Tuple[str, SpanDecNER]]:

@@ -7,18 +7,32 @@ from typing import Any, Dict, Iterable, List, Optional
 
 from seqeval.metrics import f1_score, precision_score, recall_score
 from spacy.scorer import PRFScore, get_ner_prf
+from spacy.tokens import Span
 from spacy.training import Example
 from spacy.util import registry
 
 from .tags import spans_to_bio
 
 
-def gold_spans(example: Example, gold_spans_key: Optional[str]) -> List:
-    """Gold spans of an example, aligned to the predicted tokens."""
+def gold_spans(example: Example, gold_spans_key: Optional[str], *, aligned: bool = True) -> List[Span]:
+    """The gold spans of an example: its reference doc.ents, or (nested)
+    doc.spans[gold_spans_key].
+
+    example (Example): the example.
+    gold_spans_key (Optional[str]): the doc.spans key of the gold, None for doc.ents.
+    aligned (bool): map the spans onto the predicted tokens, dropping those
+        that do not align, as training targets and scores need. False gives
+        them as annotated on the reference tokens, for what is about the
+        annotation itself: its label set and its unreachable spans.
+    RETURNS (List[Span]): the gold spans.
+    """
     if gold_spans_key is None:
-        return list(example.get_aligned_spans_y2x(example.reference.ents))
-    group = example.reference.spans.get(gold_spans_key, [])
-    return list(example.get_aligned_spans_y2x(group, allow_overlap=True))
+        spans = example.reference.ents
+    else:
+        spans = example.reference.spans.get(gold_spans_key, [])
+    if not aligned:
+        return list(spans)
+    return list(example.get_aligned_spans_y2x(spans, allow_overlap=gold_spans_key is not None))
 
 
 def seqeval_scores(examples: Iterable[Example]) -> Dict[str, float]:

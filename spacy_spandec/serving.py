@@ -24,9 +24,9 @@ import torch
 from spacy.language import Language
 from torch import nn
 
+from .layers.decoder import DECODER_PREFIX, PER_SPAN_LINEARS, SpanDecNet
+
 INFERENCE_DTYPES = ("float32", "bfloat16", "int8")
-# Linear layers of SpanDecoder that run once per decoded span.
-PER_SPAN_LINEARS = ("o_proj", "mlp.0", "mlp.3", "classifier")
 
 _VIEWS: "weakref.WeakKeyDictionary[nn.Module, Dict[str, Any]]" = weakref.WeakKeyDictionary()
 
@@ -64,7 +64,7 @@ def bfloat16_decoder(net: nn.Module) -> nn.Module:
     """A copy of a SpanDecNet whose per-span Linear layers (and the MLP's
     GELU between them) run in bf16."""
     converted = copy.deepcopy(net)
-    decoder = converted.spandec["decoder"]
+    decoder = converted.decoder
     for name in {name.split(".")[0] for name in PER_SPAN_LINEARS}:
         setattr(decoder, name, _Bfloat16(getattr(decoder, name)))
     converted.eval()
@@ -86,8 +86,8 @@ def quantize_decoder(net: nn.Module) -> nn.Module:
     names = {
         name
         for name, module in net.named_modules()
-        if isinstance(module, nn.Linear) and name.startswith("spandec.decoder.")
-        and name[len("spandec.decoder.") :] in PER_SPAN_LINEARS
+        if isinstance(module, nn.Linear) and name.startswith(DECODER_PREFIX)
+        and name[len(DECODER_PREFIX) :] in PER_SPAN_LINEARS
     }
     with _quiet_quantization():
         quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(net), names, dtype=torch.qint8)
@@ -124,7 +124,7 @@ class _FrozenTables(nn.Module):
         key = (torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type))
         if key not in self._tables:
             with torch.no_grad():
-                self._tables[key] = self.net.spandec["decoder"].query_tables()
+                self._tables[key] = self.net.decoder.query_tables()
         return self.net(*args, query_tables=self._tables[key], **kwargs)
 
 
@@ -138,7 +138,7 @@ def serving_view(net: nn.Module, dtype: str) -> nn.Module:
     once; cached until `invalidate(net)` (which the component's
     `finish_update` calls) or until torch changes a parameter's data."""
     check_inference_dtype(dtype)
-    if not hasattr(net, "spandec"):
+    if not isinstance(net, SpanDecNet):
         return net
     views = _VIEWS.get(net)
     if views is None:

@@ -1,4 +1,5 @@
 """The PyTorch span decoder against a naive, span-by-span reference."""
+import dataclasses
 import math
 
 import numpy
@@ -7,8 +8,16 @@ import torch
 from torch.nn import functional as F
 
 from spacy_spandec.candidates import attention_blocks, enumerate_candidates, max_window_length
-from spacy_spandec.layers import decoder as decoder_module
-from spacy_spandec.layers.decoder import AbsoluteSpanDecoder, RelativeSpanDecoder, SpanDecNet
+from spacy_spandec.layers.attention import AttentionBudget
+from spacy_spandec.layers.decoder import (
+    MLP_IN,
+    PARAMETER_PREFIX,
+    PER_SPAN_LINEARS,
+    AbsoluteSpanDecoder,
+    RelativeSpanDecoder,
+    SpanDecNet,
+    mlp_width,
+)
 from spacy_spandec.layers.span_filter import SpanFilter, spans_to_keep
 
 WIDTH, N_HEADS, N_CLASSES = 16, 4, 5
@@ -41,16 +50,19 @@ def scheme(request):
     return request.param
 
 
-def make_decoder(seed=0, max_len=MAX_LEN, block_size=BLOCK_SIZE, context=CONTEXT, scheme="relative"):
+def make_decoder(seed=0, max_len=MAX_LEN, block_size=BLOCK_SIZE, context=CONTEXT, scheme="relative", budget=None):
     torch.manual_seed(seed)
     n_positions = max_window_length(max_len, block_size, context)
     if scheme == "relative":
-        dec = RelativeSpanDecoder(WIDTH, N_CLASSES, N_HEADS, mlp_ratio=2.0, dropout=0.1, n_positions=n_positions, max_span_length=max_len)
+        dec = RelativeSpanDecoder(WIDTH, N_CLASSES, N_HEADS, mlp_ratio=2.0, dropout=0.1, n_positions=n_positions, max_span_length=max_len, budget=budget)
         with torch.no_grad():
             # A bias that is not symmetric in the offset, nor shared by the markers.
             dec.relative_bias.normal_(0.0, 1.0)
     else:
-        dec = AbsoluteSpanDecoder(WIDTH, N_CLASSES, N_HEADS, mlp_ratio=2.0, dropout=0.1, n_positions=n_positions)
+        dec = AbsoluteSpanDecoder(
+            WIDTH, N_CLASSES, N_HEADS, mlp_ratio=2.0, dropout=0.1, n_positions=n_positions,
+            position_init="sinusoidal", position_key_scale=1.0, budget=budget,
+        )
     # Non-trivial LayerNorm affine parameters, so a mix-up between the three
     # norms cannot go unnoticed.
     with torch.no_grad():
@@ -145,16 +157,20 @@ def absolute_reference_logits(dec: AbsoluteSpanDecoder, inputs) -> torch.Tensor:
     return torch.stack(rows)
 
 
+# Budgets that force one attention kernel whatever the batch size.
+FUSED = AttentionBudget(fused_elements=1 << 40)
+GROUPED = AttentionBudget(fused_elements=0)
+
+
 @pytest.fixture(params=["fused", "grouped"])
-def attention_path(request, monkeypatch):
+def attention_path(request):
     """Run a test with the whole batch in one masked SDPA call (small
     batches) and with block windows in padded groups (large ones)."""
-    monkeypatch.setattr(decoder_module, "_MAX_FUSED_ELEMENTS", 1 << 40 if request.param == "fused" else 0)
-    return request.param
+    return FUSED if request.param == "fused" else GROUPED
 
 
 def test_decoder_matches_naive_reference(attention_path, scheme):
-    dec = make_decoder(scheme=scheme)
+    dec = make_decoder(scheme=scheme, budget=attention_path)
     inputs = make_inputs(LENGTHS)
     assert int(inputs["span_blocks"].max()) + 1 >= 19  # the long doc has many blocks
     with torch.no_grad():
@@ -164,16 +180,15 @@ def test_decoder_matches_naive_reference(attention_path, scheme):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("bound", ["_MAX_SCORE_ELEMENTS", "_MIN_SPLIT_ELEMENTS"])
-def test_decoder_matches_reference_however_blocks_are_grouped(monkeypatch, bound, scheme):
-    monkeypatch.setattr(decoder_module, "_MAX_FUSED_ELEMENTS", 0)
-    dec = make_decoder(seed=1, scheme=scheme)
+@pytest.mark.parametrize("bound", ["score_elements", "min_split_elements"])
+def test_decoder_matches_reference_however_blocks_are_grouped(bound, scheme):
+    # One group per block (memory bound), or a split wherever windows
+    # differ by 2x: grouping must not change any result.
+    budget = dataclasses.replace(GROUPED, **{bound: 1 if bound == "score_elements" else 0})
+    dec = make_decoder(seed=1, scheme=scheme, budget=budget)
     inputs = make_inputs(LENGTHS, seed=1)
     with torch.no_grad():
         expected = reference_logits(dec, inputs)
-        # One group per block (memory bound), or a split wherever windows
-        # differ by 2x: grouping must not change any result.
-        monkeypatch.setattr(decoder_module, bound, 1 if bound == "_MAX_SCORE_ELEMENTS" else 0)
         got = dec(**inputs)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
@@ -182,7 +197,7 @@ def test_decoder_matches_reference_however_blocks_are_grouped(monkeypatch, bound
 def test_decoder_on_a_sparse_subset_of_spans_matches_reference(keep_every, attention_path, scheme):
     """After span filtering only a few (block, marker, position) queries are
     left, unevenly spread over blocks: each must still get its own attention."""
-    dec = make_decoder(seed=2, scheme=scheme)
+    dec = make_decoder(seed=2, scheme=scheme, budget=attention_path)
     inputs = make_inputs(LENGTHS, seed=2)
     subset = torch.arange(0, inputs["starts"].shape[0], keep_every)
     for key in ("starts", "ends", "span_blocks"):
@@ -204,7 +219,7 @@ def test_precomputed_query_tables_give_the_same_logits(scheme):
 
 def test_decoder_spans_do_not_attend_to_each_other(attention_path, scheme):
     """Decoding a subset of spans gives the same logits for those spans."""
-    dec = make_decoder(scheme=scheme)
+    dec = make_decoder(scheme=scheme, budget=attention_path)
     inputs = make_inputs(LENGTHS)
     with torch.no_grad():
         full = dec(**inputs)
@@ -227,13 +242,13 @@ def test_decoder_no_spans(scheme):
 
 def test_decoder_width_must_divide_heads():
     with pytest.raises(ValueError, match="n_heads"):
-        AbsoluteSpanDecoder(30, 3, 4, 4.0, 0.0, 10)
+        AbsoluteSpanDecoder(30, 3, 4, 4.0, 0.0, 10, position_init="sinusoidal", position_key_scale=1.0)
     with pytest.raises(ValueError, match="n_heads"):
         RelativeSpanDecoder(30, 3, 4, 4.0, 0.0, 10, max_span_length=4)
 
 
 def test_gradients_flow_to_every_token(attention_path, scheme):
-    dec = make_decoder(scheme=scheme)
+    dec = make_decoder(scheme=scheme, budget=attention_path)
     inputs = make_inputs(LENGTHS)
     inputs["tokens"].requires_grad_(True)
     dec(**inputs).sum().backward()
@@ -245,7 +260,7 @@ def test_gradients_flow_to_every_token(attention_path, scheme):
 
 
 def test_gradient_of_one_span_is_local_to_its_window(attention_path, scheme):
-    dec = make_decoder(scheme=scheme)
+    dec = make_decoder(scheme=scheme, budget=attention_path)
     inputs = make_inputs([300])
     inputs["tokens"].requires_grad_(True)
     logits = dec(**inputs)
@@ -331,16 +346,14 @@ def test_net_without_span_filter_ignores_threshold():
     assert torch.equal(token_logits, torch.zeros(14))
 
 
-def test_inference_chunking_gives_the_same_logits(monkeypatch, scheme):
+def test_inference_chunking_gives_the_same_logits(scheme):
     """Long docs are decoded in span chunks at inference; chunk size must not
     change the result."""
-    from spacy_spandec.layers import decoder as decoder_module
-
     dec = make_decoder(scheme=scheme)
     inputs = make_inputs(LENGTHS)
     with torch.no_grad():
         whole = dec(**inputs)
-        monkeypatch.setattr(decoder_module, "_INFERENCE_CHUNK", 37)
+        dec.budget = AttentionBudget(inference_spans=37)
         chunked = dec(**inputs)
     assert chunked.shape == whole.shape
     assert torch.allclose(chunked, whole, atol=1e-5)
@@ -353,3 +366,31 @@ def test_parameter_count_is_the_papers():
               "n_positions": max_window_length(8, 64, 64)}
     n_params = sum(p.numel() for p in SpanDecNet(config).parameters())
     assert round(n_params / 1e6, 1) == 1.8, n_params
+
+
+def test_exported_names_are_the_decoders_layers(scheme):
+    """serving.py quantizes PER_SPAN_LINEARS by name, the load check reads
+    MLP_IN's shape from mlp_width, the optimizer matches PARAMETER_PREFIX:
+    the names must be what the decoder builds."""
+    dec = make_decoder(scheme=scheme)
+    for name in PER_SPAN_LINEARS:
+        assert isinstance(dec.get_submodule(name), torch.nn.Linear), name
+    assert dec.get_submodule(MLP_IN).weight.shape == (mlp_width(WIDTH, 2.0), WIDTH)
+    names = [name for name, _ in SpanDecNet(net_config()).named_parameters()]
+    assert names and all(name.startswith(PARAMETER_PREFIX + ".") for name in names)
+
+
+def test_a_net_config_saved_before_the_position_keys_still_builds_and_loads():
+    """Configs saved before "positions", "position_init" and
+    "position_key_scale" existed were absolute, sinusoidal, scale 1."""
+    config = {key: value for key, value in net_config().items() if key != "max_span_length"}
+    config["positions"] = "absolute"
+    torch.manual_seed(0)
+    current = SpanDecNet({**config, "position_init": "sinusoidal", "position_key_scale": 1.0})
+    del config["positions"]
+    old = SpanDecNet(config)
+    assert isinstance(old.decoder, AbsoluteSpanDecoder)
+    old.load_state_dict(current.state_dict())
+    inputs = make_inputs([5, 9])
+    with torch.no_grad():
+        torch.testing.assert_close(old.eval()(**inputs, sf_threshold=0.0), current.eval()(**inputs, sf_threshold=0.0))

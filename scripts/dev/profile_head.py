@@ -20,6 +20,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -27,9 +28,8 @@ import spacy
 import torch
 from spacy.tokens import Doc, DocBin
 
-from spacy_spandec.layers import decoder as decoder_module
 from spacy_spandec.layers.spandec_model import decoder_net
-from spacy_spandec.serving import bfloat16_decoder
+from spacy_spandec.serving import bfloat16_decoder, serving_view
 
 from profile_split import top_ops  # scripts/dev/ is on sys.path
 
@@ -64,7 +64,7 @@ def span_head_ms(ner: Any, rows: int, batch_size: int) -> Dict[str, float]:
     net = decoder_net(ner.model)
     out: Dict[str, float] = {}
     for name, view in (("float32", net), ("bfloat16", bfloat16_decoder(net))):
-        dec = view.spandec["decoder"]
+        dec = view.decoder
         x = torch.randn(max(rows // 2, 1), 2, dec.width)
         with torch.no_grad():
             for _ in range(20):
@@ -104,15 +104,17 @@ def main() -> None:
     docs = list(nlp.pipe(texts, batch_size=args.batch_size, disable=["spandec_ner"]))
     n_batches = -(-len(docs) // args.batch_size)
     run_head(ner, docs[: 8 * args.batch_size], args.batch_size)  # warm-up: serving view, allocator, caches
-    fused_bound = decoder_module._MAX_FUSED_ELEMENTS
+    # The decoder predict() runs: the serving view's, built by the warm-up.
+    serving_decoder = serving_view(decoder_net(ner.model), ner.inference_dtype).net.decoder
+    budget = serving_decoder.budget
     runs, grouped_runs = [], []
     for _ in range(args.repeats):
         for forced_grouped in ([False, True] if args.compare_grouped else [False]):
-            decoder_module._MAX_FUSED_ELEMENTS = 0 if forced_grouped else fused_bound
+            serving_decoder.budget = replace(budget, fused_elements=0) if forced_grouped else budget
             start = time.perf_counter()
             run_head(ner, docs, args.batch_size)
             (grouped_runs if forced_grouped else runs).append(1000 * (time.perf_counter() - start) / len(docs))
-    decoder_module._MAX_FUSED_ELEMENTS = fused_bound
+    serving_decoder.budget = budget
     kept = sum(d.spans[ner.spans_key].attrs["n_kept"] for d in docs)
     candidates = sum(d.spans[ner.spans_key].attrs["n_candidates"] for d in docs)
     result: Dict[str, Any] = {

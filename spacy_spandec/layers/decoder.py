@@ -24,57 +24,140 @@ every span; a query depends only on its marker and boundary, so its weight-
 only parts are tables (computed once per serving view at inference), and its
 attention over the text window is computed once per distinct (block, marker,
 boundary) that a decoded span uses, then merged with each span's own pair
-(flash-attention style); the MLP and classifier run only on the spans that
-survive the span filter.
+(flash-attention style), or for small batches in one fused masked call: the
+kernels are in attention.py. The MLP and classifier run only on the spans
+that survive the span filter.
 """
+from __future__ import annotations
+
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from functools import partial
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .attention import AttentionBudget, fused_attention, fused_layout, grouped_text_attention, merge_with_pair
 from .span_filter import SpanFilter, spans_to_keep
 
-# Bound on attention-score elements materialised at once; blocks are decoded
-# in groups under it, so memory stays flat for 50,000-token docs.
-_MAX_SCORE_ELEMENTS = 1 << 25
-# Below this many padded score elements a group is too small for padding
-# waste to matter: the per-group op overhead dominates (SF-pruned batches).
-_MIN_SPLIT_ELEMENTS = 1 << 16
-# Spans decoded at once at inference (bounds the query/MLP activations).
-_INFERENCE_CHUNK = 1 << 15
-# Up to this many attention-score elements (heads x span queries x keys),
-# a batch is attended in one fused scaled_dot_product_attention call over
-# all its block windows and span pairs, with a mask keeping each query to
-# its own window and pair: one kernel instead of dozens of small ops, which
-# is what an SF-pruned batch of sentences costs. Larger batches use the
-# grouped path, whose work does not grow with the square of the batch.
-_MAX_FUSED_ELEMENTS = 1 << 20
-
 POSITION_INITS = ("sinusoidal", "random")
-# The position schemes of the net config ("positions"); a config saved
-# before the key existed is "absolute".
+# The position schemes of the net config ("positions").
 POSITION_SCHEMES = ("absolute", "relative")
+# What a net config saved before a key existed was built with, so that
+# pipelines saved then still load. History, not defaults: the defaults live
+# in the factory's config and the registered architectures, and must not be
+# read from here. position_init and position_key_scale only shape the initial
+# weights, which the saved ones replace; "positions" predates the relative
+# scheme, so its absence means absolute.
+SAVED_BEFORE_KEY: Dict[str, Any] = {"positions": "absolute", "position_init": "sinusoidal", "position_key_scale": 1.0}
+
+# The ModuleDict of SpanDecNet that holds every parameter: state-dict keys,
+# so the weights of saved pipelines, start with it (renaming it would orphan
+# them), and the optimizer's `new_weights` pattern picks out the decoder and
+# span filter by it.
+PARAMETER_PREFIX = "spandec"
+DECODER_PREFIX = f"{PARAMETER_PREFIX}.decoder."
+# The decoder's Linear layers that run once per decoded span (the others run
+# once per token or per weight update): what int8/bf16 serving converts.
+# MLP_IN and MLP_OUT are the two Linears of `mlp` (Linear, GELU, Dropout, Linear).
+MLP_IN, MLP_OUT = "mlp.0", "mlp.3"
+PER_SPAN_LINEARS = ("o_proj", MLP_IN, MLP_OUT, "classifier")
 
 
-def sinusoidal_table(n_positions: int, width: int) -> torch.Tensor:
-    position = torch.arange(n_positions, dtype=torch.float32)[:, None]
-    freq = torch.exp(
-        torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10000.0) / width)
+def mlp_width(width: int, mlp_ratio: float) -> int:
+    """Hidden width of the per-span MLP, which the load check also needs."""
+    return max(1, int(round(width * mlp_ratio)))
+
+
+def build_net(config: Optional[Dict[str, Any]]) -> nn.Module:
+    """A placeholder before the shapes are known, the real net after."""
+    if config is None:
+        return nn.Module()
+    return SpanDecNet(config)
+
+
+class SpanDecNet(nn.Module):
+    """Span filter + span decoder: the whole PyTorch side of `spandec_ner`.
+
+    Parameters live under `PARAMETER_PREFIX` so the optimizer can give the
+    new (non-pretrained) weights their higher learning rate.
+    """
+
+    def __init__(self, config: Dict[str, Any]) -> None:
+        super().__init__()
+        self.config = dict(config)
+        width = int(config["width"])
+        modules: Dict[str, nn.Module] = {"decoder": build_decoder(config)}
+        if config["span_filter"]:
+            modules["span_filter"] = SpanFilter(width)
+        self.add_module(PARAMETER_PREFIX, nn.ModuleDict(modules))
+
+    @property
+    def parts(self) -> nn.ModuleDict:
+        """The decoder and, if any, the span filter: the `PARAMETER_PREFIX` ModuleDict."""
+        return self._modules[PARAMETER_PREFIX]
+
+    @property
+    def decoder(self) -> _SpanDecoderBase:
+        return self.parts["decoder"]
+
+    @property
+    def has_span_filter(self) -> bool:
+        return "span_filter" in self.parts
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        starts: torch.Tensor,
+        ends: torch.Tensor,
+        span_blocks: torch.Tensor,
+        window_starts: torch.Tensor,
+        window_lengths: torch.Tensor,
+        sf_threshold: float,
+        query_tables: Optional[Dict[str, torch.Tensor]] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(span logits of kept spans, token SF logits, indices of kept spans).
+
+        query_tables: the decoder's precomputed `query_tables()` (serving views).
+        """
+        if self.has_span_filter:
+            token_logits = self.parts["span_filter"](tokens)
+        else:
+            token_logits = tokens.new_zeros((tokens.shape[0],))
+        keep = spans_to_keep(token_logits, starts, ends, sf_threshold if self.has_span_filter else 0.0)
+        kept = torch.nonzero(keep, as_tuple=False).squeeze(-1)
+        if kept.shape[0] != starts.shape[0]:
+            starts, ends, span_blocks = starts[kept], ends[kept], span_blocks[kept]
+        logits = self.decoder(
+            tokens, starts, ends, span_blocks, window_starts, window_lengths, query_tables
+        )
+        return logits, token_logits, kept
+
+
+def build_decoder(config: Dict[str, Any]) -> _SpanDecoderBase:
+    """The decoder of a net config, in its position scheme."""
+    scheme = position_scheme(config)
+    config = {**SAVED_BEFORE_KEY, **config}
+    shape = (
+        int(config["width"]), int(config["n_classes"]), int(config["n_heads"]),
+        float(config["mlp_ratio"]), float(config["dropout"]), int(config["n_positions"]),
     )
-    table = torch.zeros(n_positions, width)
-    table[:, 0::2] = torch.sin(position * freq)
-    table[:, 1::2] = torch.cos(position * freq[: width // 2])
-    return table
+    if scheme == "relative":
+        return RelativeSpanDecoder(*shape, max_span_length=int(config["max_span_length"]))
+    return AbsoluteSpanDecoder(
+        *shape,
+        position_init=str(config["position_init"]),
+        position_key_scale=float(config["position_key_scale"]),
+    )
 
 
-def alibi_slopes(n_heads: int, steepest: float = 4.0) -> torch.Tensor:
-    """Per-head distance penalties from `steepest` down by a factor 2**(8/H)
-    per head (ALiBi's geometric series, scaled): the steep heads start out
-    attending to the boundary token and its neighbours, the flat ones to the
-    whole window. Offsets a model never saw in training keep this prior."""
-    return steepest * torch.pow(2.0, -8.0 * torch.arange(n_heads, dtype=torch.float32) / n_heads)
+def position_scheme(config: Dict[str, Any]) -> str:
+    """The position scheme of a net config, also of one saved before the key."""
+    scheme = config.get("positions", SAVED_BEFORE_KEY["positions"])
+    if scheme not in POSITION_SCHEMES:
+        raise ValueError(f"positions must be one of {list(POSITION_SCHEMES)}, got {scheme!r}")
+    return scheme
 
 
 class _SpanDecoderBase(nn.Module):
@@ -86,7 +169,10 @@ class _SpanDecoderBase(nn.Module):
     (`span_head`).
     """
 
-    def __init__(self, width: int, n_classes: int, n_heads: int, mlp_ratio: float, dropout: float, n_positions: int) -> None:
+    def __init__(
+        self, width: int, n_classes: int, n_heads: int, mlp_ratio: float, dropout: float, n_positions: int,
+        budget: Optional[AttentionBudget],
+    ) -> None:
         super().__init__()
         if width % n_heads != 0:
             raise ValueError(
@@ -97,6 +183,8 @@ class _SpanDecoderBase(nn.Module):
         self.n_heads = n_heads
         self.head_width = width // n_heads
         self.n_positions = n_positions
+        # How the attention is computed, not what: not saved, not in the config.
+        self.budget = AttentionBudget() if budget is None else budget
         self.m_start = nn.Parameter(torch.randn(width) * 0.02)
         self.m_end = nn.Parameter(torch.randn(width) * 0.02)
         self.norm_query = nn.LayerNorm(width)
@@ -105,7 +193,7 @@ class _SpanDecoderBase(nn.Module):
         self.k_proj = nn.Linear(width, width)
         self.v_proj = nn.Linear(width, width)
         self.o_proj = nn.Linear(width, width)
-        hidden = max(1, int(round(width * mlp_ratio)))
+        hidden = mlp_width(width, mlp_ratio)
         self.norm_mlp = nn.LayerNorm(width)
         self.mlp = nn.Sequential(
             nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width)
@@ -149,7 +237,7 @@ class _SpanDecoderBase(nn.Module):
         # At inference, spans are decoded in chunks so peak memory does not
         # grow with the number of spans of a long doc (training batches are
         # bounded by the batcher, and autograd needs the whole graph anyway).
-        chunk = n if torch.is_grad_enabled() else _INFERENCE_CHUNK
+        chunk = n if torch.is_grad_enabled() else self.budget.inference_spans
         logits = []
         for lo in range(0, n, chunk):
             hi = min(lo + chunk, n)
@@ -172,19 +260,23 @@ class _SpanDecoderBase(nn.Module):
         window_starts: torch.Tensor,
         window_lengths: torch.Tensor,
     ) -> torch.Tensor:
+        """Logits of one chunk of spans: attention in the kernel the budget
+        allows (attention.py), then the per-span layers."""
         n = starts.shape[0]
         rel_starts = starts - window_starts[span_blocks]
         rel_ends = ends - window_starts[span_blocks]
         marker_in, q, pair_keys, pair_scores, pair_values = self._pair(tables, starts, ends, rel_starts, rel_ends)
         n_text = int(window_lengths.sum())
-        if self.n_heads * 2 * n * (n_text + 2 * n) <= _MAX_FUSED_ELEMENTS:
+        if self.budget.fits_fused(self.n_heads, n, n_text):
             attended = self._attend_fused(
                 q, pair_keys, pair_values, text_keys, text_values, tables, starts, ends,
                 span_blocks, window_starts, window_lengths, n_text,
             )
         else:
-            text_max, text_sum, text_out = self._attend_text(
-                tables, text_keys, text_values, span_blocks, rel_starts, rel_ends, window_starts, window_lengths
+            text_max, text_sum, text_out = grouped_text_attention(
+                partial(self._group_scores, tables, text_keys, text_values),
+                span_blocks, rel_starts, rel_ends, window_starts, window_lengths,
+                self.n_positions, self.n_heads, self.budget,
             )
             attended = merge_with_pair(pair_scores, pair_values, text_max, text_sum, text_out)
         return self.span_head(marker_in, attended, ends - starts)
@@ -204,27 +296,16 @@ class _SpanDecoderBase(nn.Module):
         window_lengths: torch.Tensor,
         n_text: int,
     ) -> torch.Tensor:
-        """Attention of every span query over [own window, own pair] in one
-        masked SDPA call (`fused_layout`); the scheme adds its position terms
-        to the text keys and values and gives the mask (`_fused_terms`).
+        """The fused kernel's inputs: the windows laid end to end
+        (`fused_layout`), with the scheme's position terms on the text keys
+        and values and its mask (`_fused_terms`).
         q, pair_keys: (n, 2, d) or, shared by every span, (2, d). (n, 2, d)."""
-        n, d = starts.shape[0], self.width
-        h, hw = self.n_heads, self.head_width
         key_pos, key_index, allowed = fused_layout(span_blocks, window_starts, window_lengths, n_text)
         pos_keys, pos_values, mask = self._fused_terms(tables, key_pos, key_index, starts, ends, allowed)
         keys, values = text_keys[key_index], text_values[key_index]
         if pos_keys is not None:
             keys, values = keys + pos_keys, values + pos_values
-        pairs = (n, 2, d)
-        keys = torch.cat([keys, pair_keys.expand(pairs).reshape(2 * n, d)])
-        values = torch.cat([values, pair_values.reshape(-1, 2, d).expand(pairs).reshape(2 * n, d)])
-        out = F.scaled_dot_product_attention(
-            q.expand(pairs).reshape(2 * n, h, hw).transpose(0, 1)[None],
-            keys.view(-1, h, hw).transpose(0, 1)[None],
-            values.view(-1, h, hw).transpose(0, 1)[None],
-            attn_mask=mask,
-        )  # (1, h, 2n, hw)
-        return out[0].transpose(0, 1).reshape(n, 2, d)
+        return fused_attention(q, pair_keys, pair_values, keys, values, mask, starts.shape[0], self.n_heads)
 
     def span_head(self, marker_in: torch.Tensor, attended: torch.Tensor, widths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The per-span layers after attention: output projection with the
@@ -233,126 +314,6 @@ class _SpanDecoderBase(nn.Module):
         hidden = marker_in + self.dropout(self.o_proj(attended))
         hidden = hidden + self.dropout(self.mlp(self.norm_mlp(hidden)))
         return self.classifier(hidden.reshape(hidden.shape[0], 2 * self.width))
-
-    def _attend_text(
-        self,
-        tables: Dict[str, torch.Tensor],
-        text_keys: torch.Tensor,
-        text_values: torch.Tensor,
-        span_blocks: torch.Tensor,
-        rel_starts: torch.Tensor,
-        rel_ends: torch.Tensor,
-        window_starts: torch.Tensor,
-        window_lengths: torch.Tensor,
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Unnormalised attention of each span's two queries over its block's
-        text window: max and sum of exponentials (n, 2, h), exp-weighted sum of
-        values (n, 2, h, hw), which `merge_with_pair` combines with the span's
-        own pair (as flash attention merges key blocks).
-
-        A query is a function of (marker, boundary) only, so all spans of a
-        block that start (end) at one token share their text attention: it is
-        computed once per distinct (block, marker, position) query, which is
-        about max_span_length times fewer rows than one per span marker, and
-        far fewer again when the span filter has pruned most spans. Blocks are
-        batched in groups (`_size_groups`), each block's queries padded to the
-        group's largest count.
-        """
-        h = self.n_heads
-        device = text_keys.device
-        n_pos = self.n_positions
-        # Distinct queries, sorted by block: id = block * 2P + marker * P + position.
-        ids = torch.stack(
-            [span_blocks * (2 * n_pos) + rel_starts, span_blocks * (2 * n_pos) + n_pos + rel_ends], dim=1
-        )
-        uniq, inverse = torch.unique(ids, return_inverse=True)
-        m = uniq.shape[0]
-        used, n_queries = torch.unique_consecutive(uniq // (2 * n_pos), return_counts=True)
-        first_query = torch.cumsum(n_queries, 0) - n_queries
-        lengths = window_lengths[used]
-        order = torch.argsort(lengths, descending=True, stable=True)
-        parts: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        lengths_list, counts_list = lengths[order].tolist(), n_queries[order].tolist()
-        for first, last in _size_groups(lengths_list, counts_list, h):
-            group = order[first:last]
-            blocks = used[group]
-            n_keys = int(lengths_list[first])
-            n_rows = max(counts_list[first:last])
-            key_pos = torch.arange(n_keys, device=device)
-            key_valid = key_pos[None, :] < window_lengths[blocks][:, None]  # (b, K)
-            key_index = torch.where(key_valid, window_starts[blocks][:, None] + key_pos[None, :], 0)
-            row_pos = torch.arange(n_rows, device=device)
-            row_valid = row_pos[None, :] < n_queries[group][:, None]  # (b, Q)
-            row_index = torch.where(row_valid, first_query[group][:, None] + row_pos[None, :], 0)
-            # (b, h, Q, K) scores, (b, h, K, hw) values.
-            scores, values = self._group_scores(tables, text_keys, text_values, key_index, uniq[row_index] % (2 * n_pos))
-            scores = scores.masked_fill(~key_valid[:, None, None, :], torch.finfo(scores.dtype).min)
-            top = scores.amax(dim=-1)  # (b, h, Q)
-            weights = torch.exp(scores - top.unsqueeze(-1))
-            out = torch.matmul(weights, values)  # (b, h, Q, hw)
-            parts.append(
-                (
-                    row_index[row_valid],
-                    top.transpose(1, 2)[row_valid],
-                    weights.sum(dim=-1).transpose(1, 2)[row_valid],
-                    out.transpose(1, 2)[row_valid],
-                )
-            )
-        targets, text_max, text_sum, text_out = (torch.cat(columns) for columns in zip(*parts))
-        # Rows are in group order; put them in query order, then per span.
-        where = torch.empty_like(targets)
-        where[targets] = torch.arange(m, device=device)
-        rows = where[inverse]
-        return text_max[rows], text_sum[rows], text_out[rows]
-
-
-def fused_layout(
-    span_blocks: torch.Tensor, window_starts: torch.Tensor, window_lengths: torch.Tensor, n_text: int
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Keys of the fused path: every block window laid end to end (`n_text`
-    tokens), then every span's two queries. Returns each text key's window
-    position and flat token index, and the (2n, n_text + 2n) mask of the keys
-    each span query may see: its block's window and its own pair."""
-    device = span_blocks.device
-    n = span_blocks.shape[0]
-    key_block = torch.repeat_interleave(
-        torch.arange(window_lengths.shape[0], device=device), window_lengths, output_size=n_text
-    )
-    key_pos = torch.arange(n_text, device=device) - (torch.cumsum(window_lengths, 0) - window_lengths)[key_block]
-    key_index = window_starts[key_block] + key_pos
-    span_of_row = torch.arange(n, device=device).repeat_interleave(2)
-    allowed = torch.cat(
-        [span_blocks[span_of_row][:, None] == key_block[None, :], span_of_row[:, None] == span_of_row[None, :]],
-        dim=1,
-    )
-    return key_pos, key_index, allowed
-
-
-def merge_with_pair(
-    pair_scores: torch.Tensor,
-    pair_values: torch.Tensor,
-    text_max: torch.Tensor,
-    text_sum: torch.Tensor,
-    text_out: torch.Tensor,
-) -> torch.Tensor:
-    """Softmax over [own pair, text window] from the text part's (max, sum,
-    weighted values) and the pair's scores.
-
-    pair_scores: (n, 2, h, 2) scores of each query over the span's [start, end] keys.
-    pair_values: (n or 1, 2, h, hw) values of the span's [start, end] keys.
-    Returns (n, 2, d).
-    """
-    n = pair_scores.shape[0]
-    top = torch.maximum(text_max, pair_scores.amax(dim=-1))
-    text_scale = torch.exp(text_max - top)
-    weights = torch.exp(pair_scores - top.unsqueeze(-1))
-    total = text_scale * text_sum + weights.sum(dim=-1)
-    out = (
-        text_scale.unsqueeze(-1) * text_out
-        + weights[..., :1] * pair_values[:, None, 0]
-        + weights[..., 1:] * pair_values[:, None, 1]
-    )
-    return (out / total.unsqueeze(-1)).reshape(n, 2, -1)
 
 
 class RelativeSpanDecoder(_SpanDecoderBase):
@@ -369,9 +330,9 @@ class RelativeSpanDecoder(_SpanDecoderBase):
 
     def __init__(
         self, width: int, n_classes: int, n_heads: int, mlp_ratio: float, dropout: float,
-        n_positions: int, max_span_length: int,
+        n_positions: int, max_span_length: int, budget: Optional[AttentionBudget] = None,
     ) -> None:
-        super().__init__(width, n_classes, n_heads, mlp_ratio, dropout, n_positions)
+        super().__init__(width, n_classes, n_heads, mlp_ratio, dropout, n_positions, budget)
         # Offsets -(P-1) .. P-1 of any key in a window from any boundary in it.
         offsets = torch.arange(2 * n_positions - 1, dtype=torch.float32) - (n_positions - 1)
         bias = -alibi_slopes(n_heads)[:, None] * offsets.abs()[None, :]
@@ -464,10 +425,11 @@ class AbsoluteSpanDecoder(_SpanDecoderBase):
         mlp_ratio: float,
         dropout: float,
         n_positions: int,
-        position_init: str = "sinusoidal",
-        position_key_scale: float = 1.0,
+        position_init: str,
+        position_key_scale: float,
+        budget: Optional[AttentionBudget] = None,
     ) -> None:
-        super().__init__(width, n_classes, n_heads, mlp_ratio, dropout, n_positions)
+        super().__init__(width, n_classes, n_heads, mlp_ratio, dropout, n_positions, budget)
         self.positions = nn.Embedding(n_positions, width)
         with torch.no_grad():
             if position_init == "sinusoidal":
@@ -539,108 +501,20 @@ class AbsoluteSpanDecoder(_SpanDecoderBase):
         return tables["pos_keys"][key_pos], tables["pos_values"][key_pos], allowed[None, None]
 
 
-def _size_groups(window_lengths: List[int], n_queries: List[int], n_heads: int) -> List[Tuple[int, int]]:
-    """Split blocks (sorted by decreasing window) into [first, last) groups.
-
-    A group ends when the next window is less than half the group's largest
-    and the group is big enough for padding to waste real compute, or when
-    the padded scores, (blocks, heads, queries, K), would exceed the memory
-    bound.
-    """
-    groups: List[Tuple[int, int]] = []
-    first = 0
-    most_queries = n_queries[0] if n_queries else 0
-    for i in range(1, len(window_lengths) + 1):
-        if i == len(window_lengths):
-            groups.append((first, i))
-            break
-        largest = window_lengths[first]
-        rows = max(most_queries, n_queries[i])
-        padded = (i + 1 - first) * n_heads * rows * largest
-        too_different = window_lengths[i] * 2 < largest and padded > _MIN_SPLIT_ELEMENTS
-        if too_different or padded > _MAX_SCORE_ELEMENTS:
-            groups.append((first, i))
-            first = i
-            most_queries = n_queries[i]
-        else:
-            most_queries = rows
-    return groups
-
-
-def build_decoder(config: Dict[str, Any]) -> _SpanDecoderBase:
-    """The decoder of a net config, in its position scheme."""
-    scheme = position_scheme(config)
-    shape = (
-        int(config["width"]), int(config["n_classes"]), int(config["n_heads"]),
-        float(config["mlp_ratio"]), float(config["dropout"]), int(config["n_positions"]),
+def sinusoidal_table(n_positions: int, width: int) -> torch.Tensor:
+    position = torch.arange(n_positions, dtype=torch.float32)[:, None]
+    freq = torch.exp(
+        torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10000.0) / width)
     )
-    if scheme == "relative":
-        return RelativeSpanDecoder(*shape, max_span_length=int(config["max_span_length"]))
-    return AbsoluteSpanDecoder(
-        *shape,
-        position_init=str(config.get("position_init", "sinusoidal")),
-        position_key_scale=float(config.get("position_key_scale", 1.0)),
-    )
+    table = torch.zeros(n_positions, width)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: width // 2])
+    return table
 
 
-def position_scheme(config: Dict[str, Any]) -> str:
-    scheme = config.get("positions", "absolute")
-    if scheme not in POSITION_SCHEMES:
-        raise ValueError(f"positions must be one of {list(POSITION_SCHEMES)}, got {scheme!r}")
-    return scheme
-
-
-class SpanDecNet(nn.Module):
-    """Span filter + span decoder: the whole PyTorch side of `spandec_ner`.
-
-    Parameters live under the `spandec.` prefix so the optimizer can give the
-    new (non-pretrained) weights their higher learning rate.
-    """
-
-    def __init__(self, config: Dict[str, Any]) -> None:
-        super().__init__()
-        self.config = dict(config)
-        width = int(config["width"])
-        modules: Dict[str, nn.Module] = {"decoder": build_decoder(config)}
-        if config["span_filter"]:
-            modules["span_filter"] = SpanFilter(width)
-        self.spandec = nn.ModuleDict(modules)
-
-    @property
-    def has_span_filter(self) -> bool:
-        return "span_filter" in self.spandec
-
-    def forward(
-        self,
-        tokens: torch.Tensor,
-        starts: torch.Tensor,
-        ends: torch.Tensor,
-        span_blocks: torch.Tensor,
-        window_starts: torch.Tensor,
-        window_lengths: torch.Tensor,
-        sf_threshold: float,
-        query_tables: Optional[Dict[str, torch.Tensor]] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(span logits of kept spans, token SF logits, indices of kept spans).
-
-        query_tables: the decoder's precomputed `query_tables()` (serving views).
-        """
-        if self.has_span_filter:
-            token_logits = self.spandec["span_filter"](tokens)
-        else:
-            token_logits = tokens.new_zeros((tokens.shape[0],))
-        keep = spans_to_keep(token_logits, starts, ends, sf_threshold if self.has_span_filter else 0.0)
-        kept = torch.nonzero(keep, as_tuple=False).squeeze(-1)
-        if kept.shape[0] != starts.shape[0]:
-            starts, ends, span_blocks = starts[kept], ends[kept], span_blocks[kept]
-        logits = self.spandec["decoder"](
-            tokens, starts, ends, span_blocks, window_starts, window_lengths, query_tables
-        )
-        return logits, token_logits, kept
-
-
-def build_net(config: Optional[Dict[str, Any]]) -> nn.Module:
-    """A placeholder before the shapes are known, the real net after."""
-    if config is None:
-        return nn.Module()
-    return SpanDecNet(config)
+def alibi_slopes(n_heads: int, steepest: float = 4.0) -> torch.Tensor:
+    """Per-head distance penalties from `steepest` down by a factor 2**(8/H)
+    per head (ALiBi's geometric series, scaled): the steep heads start out
+    attending to the boundary token and its neighbours, the flat ones to the
+    whole window. Offsets a model never saw in training keep this prior."""
+    return steepest * torch.pow(2.0, -8.0 * torch.arange(n_heads, dtype=torch.float32) / n_heads)

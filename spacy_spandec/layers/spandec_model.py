@@ -22,7 +22,7 @@ from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v3, get_torch_default_de
 from thinc.types import Floats1d, Floats2d
 
 from ..candidates import attention_blocks, enumerate_candidates, max_window_length
-from .decoder import build_net, position_scheme
+from .decoder import DECODER_PREFIX, MLP_IN, build_net, mlp_width, position_scheme
 
 
 @dataclass
@@ -77,12 +77,11 @@ def _check_config_against_weights(config: dict, state: dict) -> None:
     """Refuse a config whose shapes disagree with the stored tensors before
     building anything: the tensors' sizes are bounded by the file, a tampered
     config's (e.g. width = 10**9) are not."""
-    prefix = "spandec.decoder."
     width, n_positions = int(config["width"]), int(config["n_positions"])
     expected = {
         "m_start": (width,),
         "classifier.weight": (int(config["n_classes"]), 2 * width),
-        "mlp.0.weight": (max(1, int(round(width * float(config["mlp_ratio"])))), width),
+        f"{MLP_IN}.weight": (mlp_width(width, float(config["mlp_ratio"])), width),
     }
     if position_scheme(config) == "relative":
         expected["relative_bias"] = (2, int(config["n_heads"]), 2 * n_positions - 1)
@@ -90,7 +89,7 @@ def _check_config_against_weights(config: dict, state: dict) -> None:
     else:
         expected["positions.weight"] = (n_positions, width)
     for name, shape in expected.items():
-        actual = tuple(state[prefix + name].shape)
+        actual = tuple(state[DECODER_PREFIX + name].shape)
         if actual != shape:
             raise ValueError(f"config expects {name} of shape {shape}, the weights have {actual}")
 
