@@ -414,7 +414,8 @@ def markdown(result: Dict[str, Any]) -> str:
             cells = [row["label"], row["budget"], pct("seqeval_f"), pct("seqeval_p"), pct("seqeval_r")]
             for b in bs:
                 t = row[f"b{b}"]
-                cells.append(f"{t['docs_per_s']:.0f} [{t['docs_per_s_min']:.0f}-{t['docs_per_s_max']:.0f}] ({t.get('vs_token_cls', float('nan')):.2f}×)")
+                spread = f"[{t['docs_per_s_min']:.0f}-{t['docs_per_s_max']:.0f}]"
+                cells.append(f"{t['docs_per_s']:.0f} {spread} ({t.get('vs_token_cls', float('nan')):.2f}×)")
             cells.append(f"{row[f'b{bs[0]}']['words_per_s']:.0f}")
             cells.append(f"{row['rss']['peak_mb']:.0f}" if "rss" in row else "–")
             cells.append(f"{row['gflops']:.2f}")

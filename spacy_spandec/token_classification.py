@@ -13,7 +13,6 @@ from spacy.tokens import Doc, Span
 from spacy.training import Corpus, Example
 from spacy.util import registry
 
-from .scoring import score_ents
 from .tags import bio_to_spans, spans_to_bio
 
 

@@ -73,7 +73,7 @@ def make_examples(nlp: Language, data=TRAIN_DATA) -> List[Example]:
     examples = []
     for text, ents in data:
         reference = nlp.make_doc(text)
-        spans = [reference.char_span(s, e, label=l) for s, e, l in char_spans(text, ents)]
+        spans = [reference.char_span(s, e, label=label) for s, e, label in char_spans(text, ents)]
         assert all(span is not None for span in spans), text
         reference.ents = spans
         examples.append(Example(nlp.make_doc(text), reference))

@@ -54,7 +54,8 @@ def make_decoder(seed=0, max_len=MAX_LEN, block_size=BLOCK_SIZE, context=CONTEXT
     torch.manual_seed(seed)
     n_positions = max_window_length(max_len, block_size, context)
     if scheme == "relative":
-        dec = RelativeSpanDecoder(WIDTH, N_CLASSES, N_HEADS, mlp_ratio=2.0, dropout=0.1, n_positions=n_positions, max_span_length=max_len, budget=budget)
+        dec = RelativeSpanDecoder(WIDTH, N_CLASSES, N_HEADS, mlp_ratio=2.0, dropout=0.1, n_positions=n_positions,
+                                  max_span_length=max_len, budget=budget)
         with torch.no_grad():
             # A bias that is not symmetric in the offset, nor shared by the markers.
             dec.relative_bias.normal_(0.0, 1.0)

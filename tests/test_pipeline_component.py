@@ -191,7 +191,7 @@ def test_nested_gold_spans():
     for text, ents in NESTED_DATA:
         reference = nlp.make_doc(text)
         reference.spans["gold"] = [
-            reference.char_span(s, e, label=l) for s, e, l in char_spans(text, ents)
+            reference.char_span(s, e, label=label) for s, e, label in char_spans(text, ents)
         ]
         examples.append(Example(nlp.make_doc(text), reference))
     losses = train(nlp, examples, n_updates=60)
@@ -227,7 +227,7 @@ def test_misaligned_gold_tokenization_trains():
     examples = []
     for words, ents in items:
         reference = Doc(vocab, words=words)
-        reference.ents = [Span(reference, s, e, label=l) for s, e, l in ents]
+        reference.ents = [Span(reference, s, e, label=label) for s, e, label in ents]
         predicted = nlp.make_doc(reference.text)
         assert len(predicted) != len(reference)
         examples.append(Example(predicted, reference))

@@ -311,7 +311,7 @@ def test_sentences_concatenated(trained_nlp):
     ok = []
     for a, b in zip(TRAIN_DATA, TRAIN_DATA[1:] + TRAIN_DATA[:1]):
         text = a[0] + " " + b[0]
-        want = sorted(char_spans(a[0], a[1]) + [(s + len(a[0]) + 1, e + len(a[0]) + 1, l) for s, e, l in char_spans(b[0], b[1])])
+        want = sorted(char_spans(a[0], a[1]) + [(s + len(a[0]) + 1, e + len(a[0]) + 1, label) for s, e, label in char_spans(b[0], b[1])])
         got = sorted((e.start_char, e.end_char, e.label_) for e in trained_nlp(text).ents)
         ok.append(got == want)
     assert all(ok), f"{sum(ok)}/{len(ok)} pairs right"

@@ -57,7 +57,7 @@ def op_count(ner: Any, docs: List[Doc], batch_size: int) -> Dict[str, Any]:
 
 
 def span_head_ms(ner: Any, rows: int, batch_size: int) -> Dict[str, float]:
-    """ms per doc of the decoder's per-span layers alone (`SpanDecoder.span_head`:
+    """ms per doc of the decoder's per-span layers alone (`_SpanDecoderBase.span_head`:
     output projection, MLP, classifier) on `rows` random rows, float32 and
     the bf16 serving copy: the part of the head that is arithmetic, not
     overhead, at this kept fraction."""
