@@ -5,8 +5,9 @@ SF probabilities are not calibrated, so the pruning threshold is chosen on
 dev data: the highest threshold whose seqeval F1 is within `tolerance`
 points of the best. With `--outside-biases`, the offset of the O logit
 (`outside_bias`) is tuned first, without pruning: the value with the best dev
-F1 (the one nearest 0 on ties). The encoder runs once; only the span decoder
-reruns per value. The chosen values are written to `config.cfg` of the
+F1 (the one nearest 0 on ties). With `--label-biases`, an offset per label is
+tuned next, by coordinate ascent over the labels (micro F1, or `--average
+macro`). The encoder runs once; only the span decoder reruns per value. The chosen values are written to `config.cfg` of the
 output pipeline, which is where `spacy.load` reads them; `--bias-output`
 writes the bias into a second pipeline too (e.g. the unpruned SpanDec model,
 in place), so both variants decode alike.
@@ -14,12 +15,13 @@ in place), so both variants decode alike.
     python -m spacy_spandec.calibrate training/model-best corpus/dev.spacy training/model-sf \
         --results results/calibration.json --plot results/calibration.png \
         [--outside-biases=0,-0.5,-1,-2 --bias-output training/model-best]
+        [--label-biases=-1,-0.5,0,0.5,1 [--average macro]]
 """
 import argparse
 import json
 import shutil
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import spacy
 from spacy.tokens import DocBin
@@ -98,6 +100,70 @@ def sweep(
     return rows
 
 
+def f1_of(scores: Dict[str, object], average: str) -> float:
+    """Micro seqeval F1, or the mean of the per-label ents F1 (macro)."""
+    if average == "micro":
+        return float(scores["seqeval_f"] or 0.0)
+    per_type = scores.get("ents_per_type") or {}
+    return sum(v["f"] for v in per_type.values()) / len(per_type) if per_type else 0.0
+
+
+def tune_label_biases(
+    nlp: spacy.Language,
+    examples: List[Example],
+    name: str,
+    grid: Sequence[float],
+    average: str = "micro",
+    rounds: int = 2,
+) -> Tuple[Dict[str, float], List[Dict[str, object]]]:
+    """Per-label logit offsets that maximise dev F1: each label in turn takes
+    the grid value with the best F1 while the others stay fixed, for `rounds`
+    passes (ties keep the value nearest 0). The spans are decoded once and
+    only re-annotated per value. Returns the offsets and every scored step."""
+    if average not in ("micro", "macro"):
+        raise ValueError(f"average must be 'micro' or 'macro', not {average!r}.")
+    component = nlp.get_pipe(name)
+    position = nlp.pipe_names.index(name)
+    docs = [eg.predicted for eg in examples]
+    for pipe_name in nlp.pipe_names[:position]:
+        docs = _run(nlp.get_pipe(pipe_name), docs)
+    after = [nlp.get_pipe(n) for n in nlp.pipe_names[position + 1 :]]
+    predicted = [(batch, component.predict(batch)) for batch in minibatch(docs, 128)]
+    overwrite, original = component.overwrite_ents, component.label_biases
+
+    def score(biases: Dict[str, float]) -> Dict[str, object]:
+        component.label_biases = biases
+        for batch, output in predicted:
+            component.set_annotations(batch, output)
+        scored = docs
+        for pipe in after:
+            scored = _run(pipe, scored)
+        return component.score([Example(d, eg.reference) for d, eg in zip(scored, examples)])
+
+    biases = {label: float(original.get(label, 0.0)) for label in component.labels}
+    steps: List[Dict[str, object]] = []
+    component.overwrite_ents = True
+    try:
+        for round_ in range(rounds):
+            for label in component.labels:
+                tried = []
+                for value in grid:
+                    scores = score({**biases, label: float(value)})
+                    tried.append((f1_of(scores, average), -abs(value), float(value)))
+                    steps.append({"round": round_, "label": label, "bias": float(value),
+                                  "f1": f1_of(scores, average), "seqeval_f": float(scores["seqeval_f"] or 0.0)})
+                biases[label] = max(tried)[2]
+    finally:
+        component.overwrite_ents = overwrite
+        component.label_biases = original
+    return biases, steps
+
+
+def per_label(scores: Dict[str, object]) -> Dict[str, Dict[str, float]]:
+    """Per-label P/R/F of a score dict (ents_per_type), rounded for reports."""
+    return {label: {k: round(float(v), 4) for k, v in prf.items()} for label, prf in (scores.get("ents_per_type") or {}).items()}
+
+
 def _run(pipe: object, docs: List) -> List:
     if hasattr(pipe, "pipe"):
         return list(pipe.pipe(docs))
@@ -116,7 +182,7 @@ def choose_bias(rows: List[Dict[str, float]]) -> Dict[str, float]:
     return max(rows, key=lambda row: (row["seqeval_f"], -abs(row["outside_bias"])))
 
 
-def write_settings(model_dir: Path, output_dir: Path, name: str, settings: Dict[str, float]) -> None:
+def write_settings(model_dir: Path, output_dir: Path, name: str, settings: Dict[str, object]) -> None:
     """Copy the pipeline to `output_dir` (unless it is the same) and write
     `settings` (component config values) into its config.cfg."""
     if output_dir.resolve() != model_dir.resolve():
@@ -125,7 +191,7 @@ def write_settings(model_dir: Path, output_dir: Path, name: str, settings: Dict[
         shutil.copytree(model_dir, output_dir)
     config = load_config(output_dir / "config.cfg", interpolate=False)
     for key, value in settings.items():
-        config["components"][name][key] = float(value)
+        config["components"][name][key] = dict(value) if isinstance(value, dict) else float(value)
     config.to_disk(output_dir / "config.cfg")
 
 
@@ -160,6 +226,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="comma-separated O-logit offsets to tune first (e.g. 0,-0.5,-1,-2); empty: keep the model's")
     parser.add_argument("--bias-output", type=Path, default=None,
                         help="also write the tuned outside_bias into this pipeline (may equal model)")
+    parser.add_argument("--label-biases", default="",
+                        help="comma-separated logit offsets to try per label after the O bias (e.g. -1,-0.5,0,0.5,1); "
+                        "empty: keep the model's")
+    parser.add_argument("--average", choices=["micro", "macro"], default="micro", help="F1 that --label-biases maximises")
     parser.add_argument("--tolerance", type=float, default=0.2, help="F1 points below the best allowed")
     parser.add_argument("--limit", type=int, default=0, help="use the first N dev docs (0 = all)")
     parser.add_argument("--results", type=Path, default=None, help="JSON of the sweep")
@@ -180,13 +250,25 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         bias_rows = sweep(nlp, examples, biases, name, setting="outside_bias")
         component.outside_bias = choose_bias(bias_rows)["outside_bias"]
         result.update({"outside_bias": component.outside_bias, "bias_sweep": bias_rows})
+    label_grid = [float(b) for b in args.label_biases.split(",") if b.strip()]
+    if label_grid:
+        component.sf_threshold = 0.0
+        before = component.score([Example(d, eg.reference) for d, eg in zip(nlp.pipe(eg.predicted.text for eg in examples), examples)])
+        component.label_biases, steps = tune_label_biases(nlp, examples, name, label_grid, args.average)
+        after = component.score([Example(d, eg.reference) for d, eg in zip(nlp.pipe(eg.predicted.text for eg in examples), examples)])
+        result.update({"label_biases": component.label_biases, "average": args.average, "label_bias_steps": steps,
+                       "dev_before": {"seqeval_f": before["seqeval_f"], "per_label": per_label(before)},
+                       "dev_after": {"seqeval_f": after["seqeval_f"], "per_label": per_label(after)}})
     rows = sweep(nlp, examples, thresholds, name)
     chosen = choose(rows, args.tolerance)
-    settings = {"sf_threshold": chosen["threshold"], "outside_bias": component.outside_bias}
+    biases: Dict[str, object] = {"outside_bias": component.outside_bias}
+    if label_grid:
+        biases["label_biases"] = component.label_biases
+    settings = {"sf_threshold": chosen["threshold"], **biases}
     # Write the bias-only pipeline first: it may be the model directory the
     # output is copied from.
     if args.bias_output is not None:
-        write_settings(args.bias_output, args.bias_output, name, {"outside_bias": component.outside_bias})
+        write_settings(args.bias_output, args.bias_output, name, biases)
     write_settings(args.model, args.output, name, settings)
     result.update({"tolerance_f1_points": args.tolerance, "chosen": chosen, "sweep": rows})
     print(json.dumps(result, indent=2))

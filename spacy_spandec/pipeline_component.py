@@ -4,7 +4,7 @@ import warnings
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
 import numpy
 from spacy.language import Language
@@ -49,6 +49,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "gold_spans_key": None,
     "sf_threshold": 0.0,
     "outside_bias": 0.0,
+    "label_biases": {},
     "sf_loss_weight": 1.0,
     "negative_weight": 0.3,
     "write_ents": True,
@@ -78,6 +79,7 @@ def make_spandec_ner(
     gold_spans_key: Optional[str],
     sf_threshold: float,
     outside_bias: float,
+    label_biases: Dict[str, float],
     sf_loss_weight: float,
     negative_weight: float,
     write_ents: bool,
@@ -98,6 +100,9 @@ def make_spandec_ner(
     outside_bias (float): added to the O (not-an-entity) logit of every span
         before decoding; below 0 trades precision for recall. 0 is the plain
         argmax; `python -m spacy_spandec.calibrate` can tune it on the dev set.
+    label_biases (Dict[str, float]): added to the logit of each named label
+        before decoding: above 0 predicts that label more often (recall up),
+        below 0 less often. `calibrate --label-biases` tunes them on dev.
     sf_loss_weight (float): weight of the span-filter loss added to the span loss.
     negative_weight (float): weight of the O (not-an-entity) spans in the
         span loss, a weighted mean as in torch's cross-entropy; below 1 lets
@@ -120,6 +125,7 @@ def make_spandec_ner(
         gold_spans_key=gold_spans_key,
         sf_threshold=sf_threshold,
         outside_bias=outside_bias,
+        label_biases=label_biases,
         sf_loss_weight=sf_loss_weight,
         negative_weight=negative_weight,
         write_ents=write_ents,
@@ -168,6 +174,7 @@ class SpanDecNER(TrainablePipe):
         gold_spans_key: Optional[str] = DEFAULT_CONFIG["gold_spans_key"],
         sf_threshold: float = DEFAULT_CONFIG["sf_threshold"],
         outside_bias: float = DEFAULT_CONFIG["outside_bias"],
+        label_biases: Optional[Dict[str, float]] = None,
         sf_loss_weight: float = DEFAULT_CONFIG["sf_loss_weight"],
         negative_weight: float = DEFAULT_CONFIG["negative_weight"],
         write_ents: bool = DEFAULT_CONFIG["write_ents"],
@@ -210,6 +217,7 @@ class SpanDecNER(TrainablePipe):
         self.cfg: Dict[str, Any] = {"labels": []}
         self.sf_threshold = sf_threshold
         self.outside_bias = outside_bias
+        self.label_biases = label_biases or {}
         self.inference_dtype = inference_dtype
 
     @property
@@ -252,6 +260,39 @@ class SpanDecNER(TrainablePipe):
                 "Use 0 for the plain argmax, a negative value to predict more entities."
             )
         self._outside_bias = float(value)
+
+    @property
+    def label_biases(self) -> Dict[str, float]:
+        """Per-label offsets of the label logits at decoding (a copy; assign a
+        new dict to change them)."""
+        return dict(self._label_biases)
+
+    @label_biases.setter
+    def label_biases(self, value: Mapping[str, float]) -> None:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"label_biases must be a mapping of label to offset, got {type(value).__name__}.")
+        for label, bias in value.items():
+            if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
+                raise ValueError(f"label_biases[{label!r}] must be a finite number (an offset of its logit), got {bias!r}.")
+        self._label_biases = {str(label): float(bias) for label, bias in value.items()}
+
+    def _decoding_offsets(self) -> Optional[numpy.ndarray]:
+        """The offsets added to every span's logits, [O, label_1, ...], or
+        None when all are 0. Unknown labels in label_biases are an error: a
+        typo would otherwise silently do nothing."""
+        if not self._outside_bias and not any(self._label_biases.values()):
+            return None
+        labels = self.labels
+        unknown = sorted(set(self._label_biases) - set(labels))
+        if unknown:
+            raise ValueError(
+                f"label_biases names labels the component does not have: {unknown}. Its labels are {list(labels)}."
+            )
+        offsets = numpy.zeros((len(labels) + 1,), dtype="float32")
+        offsets[0] = self._outside_bias
+        for i, label in enumerate(labels, 1):
+            offsets[i] = self._label_biases.get(label, 0.0)
+        return offsets
 
     @property
     def inference_dtype(self) -> str:
@@ -338,9 +379,9 @@ class SpanDecNER(TrainablePipe):
         labels = self.labels
         logits = self.model.ops.to_numpy(output.logits)
         if logits.shape[0]:
-            if self._outside_bias:
-                logits = logits.copy()
-                logits[:, 0] += self._outside_bias
+            offsets = self._decoding_offsets()
+            if offsets is not None:
+                logits = logits + offsets
             probs = softmax(logits)
             best = probs.argmax(axis=1)
             scores = probs[numpy.arange(probs.shape[0]), best]

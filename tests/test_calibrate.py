@@ -88,3 +88,25 @@ def test_choose_bias_prefers_best_f1_then_the_smallest_offset():
 
     rows = [{"outside_bias": b, "seqeval_f": f} for b, f in [(0.0, 0.80), (-1.0, 0.83), (-2.0, 0.83), (-3.0, 0.79)]]
     assert choose_bias(rows)["outside_bias"] == -1.0
+
+
+def test_calibrate_tunes_per_label_biases_and_writes_them(trained_nlp, trained_dir, tmp_path):
+    from spacy_spandec.calibrate import write_settings
+
+    label = trained_nlp.get_pipe("spandec_ner").labels[0]
+    model = tmp_path / "spandec"
+    # Start from a pipeline whose offset hides one label: tuning must undo it,
+    # so a bias that is not tuned, or not written, shows up.
+    write_settings(trained_dir, model, "spandec_ner", {"label_biases": {label: -50.0}})
+    assert spacy.load(model).get_pipe("spandec_ner").label_biases == {label: -50.0}
+    dev = tmp_path / "dev.spacy"
+    DocBin(docs=[eg.reference for eg in make_examples(trained_nlp)]).to_disk(dev)
+    out = tmp_path / "sf"
+    main([str(model), str(dev), str(out), "--thresholds", "0", "--label-biases=-50,0",
+          "--bias-output", str(model), "--results", str(tmp_path / "cal.json")])
+    result = json.loads((tmp_path / "cal.json").read_text())
+    assert result["label_biases"][label] == 0.0
+    assert result["dev_after"]["seqeval_f"] > result["dev_before"]["seqeval_f"]
+    assert result["dev_before"]["per_label"][label]["r"] == 0.0 < result["dev_after"]["per_label"][label]["r"]
+    for path in (out, model):
+        assert spacy.load(path).get_pipe("spandec_ner").label_biases == result["label_biases"]

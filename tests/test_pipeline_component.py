@@ -674,6 +674,30 @@ def test_outside_bias_trades_precision_for_recall(trained_dir):
     assert len(loaded(texts[0]).ents) == 0
 
 
+def test_label_biases_move_one_label_only(trained_nlp, trained_dir):
+    """A per-label offset acts on its label's logit: a large negative one
+    removes that label from the output and keeps the spans of the others."""
+    ner = trained_nlp.get_pipe("spandec_ner")
+    texts = [text for text, _ in TRAIN_DATA]
+    before = [[(s.start, s.end, s.label_) for s in doc.spans["spandec"]] for doc in trained_nlp.pipe(texts)]
+    label = before[0][0][2]
+    assert any(lab != label for doc in before for _, _, lab in doc), before  # not vacuous: other labels exist
+    with setting(ner, label_biases={label: -30.0}):
+        after = [[(s.start, s.end, s.label_) for s in doc.spans["spandec"]] for doc in trained_nlp.pipe(texts)]
+    # The label is gone; every span of another label stays (a span that lost
+    # the label may take its next-best label if that beats O).
+    assert all(lab != label for doc in after for _, _, lab in doc), after
+    assert all({span for span in b if span[2] != label} <= set(a) for b, a in zip(before, after)), (before, after)
+    with setting(ner, label_biases={"NOT_A_LABEL": 1.0}):
+        with pytest.raises(ValueError, match="NOT_A_LABEL"):
+            trained_nlp(texts[0])
+    with pytest.raises(ValueError, match="finite"):
+        ner.label_biases = {label: float("nan")}
+    # In the config, as `calibrate` writes it, and at load.
+    loaded = spacy.load(trained_dir, config={"components": {"spandec_ner": {"label_biases": {label: -30.0}}}})
+    assert all(s.label_ != label for doc in loaded.pipe(texts) for s in doc.spans["spandec"])
+
+
 def test_wrong_config_type():
     with pytest.raises(ConfigValidationError) as excinfo:
         make_cnn_nlp(model={"max_span_length": "abc"})
