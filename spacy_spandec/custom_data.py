@@ -65,7 +65,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin, Span
 from spacy.util import filter_spans, get_words_and_spaces
 
-from .corpus import DATASETS, DOC_ID_KEY, _open, read_conll, sentences_to_doc, write_split
+from .corpus import DATASETS, DOC_ID_KEY, _open, _positive_int, read_conll, sentences_to_doc, write_split
 from .tags import split_tag
 
 FORMATS = ("auto", "jsonl", "iob", "spacy")
@@ -537,13 +537,6 @@ def print_report(report: Dict[str, Any], path: Path) -> None:
     for warning in report["warnings"]:
         print(f"warning: {warning}")
     print(f"report: {path}")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
