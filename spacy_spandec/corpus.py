@@ -75,10 +75,13 @@ Sentence = List[Tuple[str, str]]  # (token, tag) pairs
 
 class RawDoc(NamedTuple):
     """One source document: `index` counts document marks in its file and is
-    None for files without marks (CrossNER, BC5CDR: the whole file is one)."""
+    None for files without marks (CrossNER, BC5CDR: the whole file is one).
+    `lines` holds the 1-based line of each sentence's first token, so that a
+    bad tag in a user's file can be reported by its line (custom_data.py)."""
 
     index: Optional[int]
     sentences: List[Sentence]
+    lines: Sequence[int] = ()
 
 
 # ---------------------------------------------------------------------------
@@ -100,6 +103,7 @@ def _read_docs(
     them never make empty sentences) and document marks end documents."""
     index: Optional[int] = None
     sentences: List[Sentence] = []
+    lines: List[int] = []
     sentence: Sentence = []
     with _open(path) as fh:
         for lineno, line in enumerate(fh, 1):
@@ -110,10 +114,12 @@ def _read_docs(
                     sentence = []
                 if is_doc_mark(line):
                     if sentences:
-                        yield RawDoc(index, sentences)
-                    sentences = []
+                        yield RawDoc(index, sentences, lines)
+                    sentences, lines = [], []
                     index = 0 if index is None else index + 1
                 continue
+            if not sentence:
+                lines.append(lineno)
             try:
                 sentence.append(split_line(line))
             except ValueError as err:
@@ -121,7 +127,7 @@ def _read_docs(
     if sentence:
         sentences.append(sentence)
     if sentences:
-        yield RawDoc(index, sentences)
+        yield RawDoc(index, sentences, lines)
 
 
 def _split_conll(line: str) -> Tuple[str, str]:
@@ -309,7 +315,9 @@ def corpus_stats(docs: Iterable[Doc]) -> Dict[str, Any]:
     """Counts of converted docs, with the keys and meaning of the dataset
     MANIFEST / `verify.py --json` (sentences, documents, tokens, mentions,
     types) so the conversion can be checked against them; plus `samples`
-    (number of docs) and the longest sample and sentence in tokens."""
+    (number of docs) and the longest sample and sentence in tokens. A doc
+    without sentence boundaries (a user's JSONL record) counts as one
+    sentence."""
     samples = sentences = tokens = max_sample = max_sentence = 0
     types: Counter = Counter()
     doc_ids = set()
@@ -317,7 +325,7 @@ def corpus_stats(docs: Iterable[Doc]) -> Dict[str, Any]:
         samples += 1
         tokens += len(doc)
         max_sample = max(max_sample, len(doc))
-        for sent in doc.sents:
+        for sent in doc.sents if doc.has_annotation("SENT_START") else [doc[:]]:
             sentences += 1
             max_sentence = max(max_sentence, len(sent))
         types.update(ent.label_ for ent in doc.ents)
@@ -348,6 +356,13 @@ def source_stats(dataset: str, raw_dir: Path) -> Dict[str, Dict[str, Any]]:
 # Conversion
 
 
+def write_split(output_dir: Path, split: str, docs: Sequence[Doc]) -> Dict[str, Any]:
+    """Write `OUTPUT_DIR/<split>.spacy` (with user data: the document ids)
+    and return its statistics; shared with the custom-data converter."""
+    DocBin(docs=docs, store_user_data=True).to_disk(Path(output_dir) / f"{split}.spacy")
+    return corpus_stats(docs)
+
+
 def convert(
     dataset: str,
     raw_dir: Path,
@@ -366,8 +381,7 @@ def convert(
     split_stats = {}
     for split, sources in splits.items():
         docs = list(split_docs(vocab, sources, granularity, max_tokens, limit))
-        DocBin(docs=docs, store_user_data=True).to_disk(output_dir / f"{split}.spacy")
-        split_stats[split] = corpus_stats(docs)
+        split_stats[split] = write_split(output_dir, split, docs)
     report = {
         "dataset": dataset,
         "granularity": granularity,

@@ -32,6 +32,17 @@ def spans_to_bio(n_tokens: int, spans: Iterable[LabelledSpan]) -> List[str]:
     return tags
 
 
+def split_tag(tag: str) -> Tuple[str, str]:
+    """(prefix, label) of one BIO/IOB1 tag: ("O", "") for `O` and `-`, else
+    ("B" or "I", label). Anything else raises, so that readers of user files
+    can report a bad tag by its line instead of failing the whole file."""
+    if tag == "O" or tag == "-":
+        return "O", ""
+    if len(tag) > 2 and tag[1] == "-" and tag[0] in "BI":
+        return tag[0], tag[2:]
+    raise ValueError(f"Tag {tag!r} is not O, B-X or I-X.")
+
+
 def bio_to_spans(tags: Sequence[str]) -> List[LabelledSpan]:
     """Read spans from BIO (or IOB1) tags.
 
@@ -42,12 +53,10 @@ def bio_to_spans(tags: Sequence[str]) -> List[LabelledSpan]:
     start = -1
     label = ""
     for i, tag in enumerate(list(tags) + ["O"]):
-        if tag == "O" or tag == "-":
-            prefix, tag_label = "O", ""
-        elif len(tag) > 2 and tag[1] == "-" and tag[0] in "BI":
-            prefix, tag_label = tag[0], tag[2:]
-        else:
-            raise ValueError(f"Tag {tag!r} at position {i} is not O, B-X or I-X.")
+        try:
+            prefix, tag_label = split_tag(tag)
+        except ValueError:
+            raise ValueError(f"Tag {tag!r} at position {i} is not O, B-X or I-X.") from None
         continues = prefix == "I" and start >= 0 and tag_label == label
         if not continues:
             if start >= 0:

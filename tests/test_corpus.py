@@ -16,7 +16,7 @@ from typing import Dict, List
 
 import pytest
 import srsly
-from spacy.tokens import DocBin
+from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 
 from spacy_spandec import corpus
@@ -103,6 +103,12 @@ def test_read_conll_documents_sentences_and_tag_column(tmp_path):
     assert docs[1].sentences[0][-1] == ("Paris", "I-LOC")
 
 
+def test_readers_give_the_line_of_each_sentence(tmp_path):
+    docs = list(read_conll(write(tmp_path / "c.txt", CONLL)))
+    assert [list(d.lines) for d in docs] == [[3, 9], [16]]  # after -DOCSTART- and blank-line runs
+    assert list(next(read_tsv(write(tmp_path / "t.txt", TSV))).lines) == [1, 7]
+
+
 def test_read_tsv_whole_file_is_one_unmarked_document(tmp_path):
     docs = list(read_tsv(write(tmp_path / "t.txt", TSV)))
     assert len(docs) == 1 and docs[0].index is None
@@ -172,6 +178,12 @@ def test_stats_of_converted_docs(tmp_path):
     assert stats["mentions"] == 10 and stats["max_sentence_tokens"] == 5
     assert stats["samples"] == 5  # [5] [2] [5] [3] [4]: chunks stay inside documents
     assert corpus_stats(split_docs(Vocab(), [conll, tsv], limit=2))["samples"] == 2
+
+
+def test_stats_count_a_doc_without_sentence_boundaries_as_one_sentence():
+    doc = Doc(Vocab(), words=["Ada", "wrote", ".", "Then", "left"])
+    stats = corpus_stats([doc])
+    assert stats["sentences"] == 1 and stats["max_sentence_tokens"] == 5 and stats["tokens"] == 5
 
 
 # ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import convergence_curves  # noqa: E402
+import package_meta  # noqa: E402
 import readme_results  # noqa: E402
 import results_table  # noqa: E402
 import run_all  # noqa: E402
@@ -111,6 +112,30 @@ def test_project_all_command_passes_the_benchmark_and_variant_vars():
     script = next(c for c in project["commands"] if c["name"] == "all")["script"][0]
     assert "--datasets ${vars.datasets}" in script and "--configs ${vars.configs}" in script
     assert project["vars"]["datasets"] == "all" and project["vars"]["configs"] == "all"
+
+
+def test_custom_workflow_reuses_the_benchmark_steps_on_the_converted_files():
+    from weasel.util import load_project_config
+
+    root = Path(__file__).resolve().parents[1]
+    overrides = {"vars.dataset": "custom", "vars.train": "my_train.jsonl", "vars.dev": "/data/my dev.jsonl"}
+    project = load_project_config(root, overrides=overrides)
+    assert project["workflows"]["custom"] == ["convert-custom", "train", "calibrate", "evaluate", "package"]
+    convert = next(c for c in project["commands"] if c["name"] == "convert-custom")
+    # Separate paths (adjacent "${...}" list items would be joined into one by the config interpolation).
+    assert convert["deps"] == ["my_train.jsonl", "spacy_spandec/custom_data.py", "/data/my dev.jsonl"]
+    script = convert["script"][0]
+    assert '"my_train.jsonl" "/data/my dev.jsonl"  corpus/custom ' in script  # no test: evaluate scores dev
+    assert "corpus/custom/conversion_report.json" in convert["outputs"]
+
+
+def test_package_model_card_names_custom_data_and_the_scored_split(tmp_path):
+    report = tmp_path / "conversion_report.json"
+    report.write_text(json.dumps({"evaluated_on": "dev", "splits": {
+        "train": {"file": "t.jsonl", "docs": 3, "spans_total": 5}, "dev": {"file": "d.jsonl", "docs": 2, "spans_total": 4}}}))
+    assert package_meta.data_description("custom", report) == (
+        "your own annotations: train t.jsonl (3 docs, 5 spans); dev d.jsonl (2 docs, 4 spans)", "dev")
+    assert package_meta.data_description("bc5cdr", tmp_path / "missing.json")[1] == "test"
 
 
 def test_benchmark_targets_report_every_variant_and_refuse_unequal_budgets():
