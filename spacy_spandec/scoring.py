@@ -61,6 +61,33 @@ def score_ents(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
     return scores
 
 
+RELIABILITY_BINS = 10
+
+
+def reliability(confidences: List[float], correct: List[bool], n_bins: int = RELIABILITY_BINS) -> Dict[str, Any]:
+    """Expected calibration error and the reliability table of predicted
+    spans: is a span scored 0.9 right 90% of the time? Equal-width bins of
+    the score; ECE is the mean |accuracy - confidence| weighted by bin size.
+
+    confidences (List[float]): the score of each predicted span.
+    correct (List[bool]): whether that span (start, end, label) is gold.
+    RETURNS (Dict[str, Any]): {"ece": float or None, "bins": [{lo, hi, n, confidence, accuracy}]}.
+    """
+    bins = []
+    total, ece = len(confidences), 0.0
+    for i in range(n_bins):
+        lo, hi = i / n_bins, (i + 1) / n_bins
+        members = [(c, ok) for c, ok in zip(confidences, correct) if lo <= c < hi or (i == n_bins - 1 and c == hi)]
+        if not members:
+            bins.append({"lo": lo, "hi": hi, "n": 0, "confidence": None, "accuracy": None})
+            continue
+        confidence = sum(c for c, _ in members) / len(members)
+        accuracy = sum(ok for _, ok in members) / len(members)
+        ece += len(members) / total * abs(accuracy - confidence)
+        bins.append({"lo": lo, "hi": hi, "n": len(members), "confidence": confidence, "accuracy": accuracy})
+    return {"ece": ece if total else None, "bins": bins}
+
+
 def score_spandec(
     examples: Iterable[Example],
     *,
@@ -72,6 +99,8 @@ def score_spandec(
     scores = score_ents(examples)
     prf = PRFScore()
     n_candidates = n_kept = 0
+    confidences: List[float] = []
+    correct: List[bool] = []
     for eg in examples:
         gold = {(s.start, s.end, s.label_) for s in gold_spans(eg, gold_spans_key)}
         group = eg.predicted.spans.get(spans_key)
@@ -82,10 +111,16 @@ def score_spandec(
         if group is not None:
             n_candidates += int(group.attrs.get("n_candidates", 0))
             n_kept += int(group.attrs.get("n_kept", 0))
+            for span, score in zip(group, group.attrs.get("scores", [])):
+                confidences.append(float(score))
+                correct.append((span.start, span.end, span.label_) in gold)
     scores[f"spans_{spans_key}_p"] = prf.precision
     scores[f"spans_{spans_key}_r"] = prf.recall
     scores[f"spans_{spans_key}_f"] = prf.fscore
     scores[f"spans_{spans_key}_kept_fraction"] = n_kept / n_candidates if n_candidates else None
+    calibration = reliability(confidences, correct)
+    scores[f"spans_{spans_key}_ece"] = calibration["ece"]
+    scores[f"spans_{spans_key}_reliability"] = calibration["bins"]
     return scores
 
 
