@@ -7,7 +7,9 @@ points of the best. With `--outside-biases`, the offset of the O logit
 (`outside_bias`) is tuned first, without pruning: the value with the best dev
 F1 (the one nearest 0 on ties). With `--label-biases`, an offset per label is
 tuned next, by coordinate ascent over the labels (micro F1, or `--average
-macro`). The encoder runs once; only the span decoder reruns per value. The chosen values are written to `config.cfg` of the
+macro`). `--temperature` fits the divisor of the logits in the scores (not
+in the decision) by the lowest NLL of the candidates' gold classes. The
+encoder runs once; only the span decoder reruns per value. The chosen values are written to `config.cfg` of the
 output pipeline, which is where `spacy.load` reads them; `--bias-output`
 writes the bias into a second pipeline too (e.g. the unpruned SpanDec model,
 in place), so both variants decode alike.
@@ -15,7 +17,7 @@ in place), so both variants decode alike.
     python -m spacy_spandec.calibrate training/model-best corpus/dev.spacy training/model-sf \
         --results results/calibration.json --plot results/calibration.png \
         [--outside-biases=0,-0.5,-1,-2 --bias-output training/model-best]
-        [--label-biases=-1,-0.5,0,0.5,1 [--average macro]]
+        [--label-biases=-1,-0.5,0,0.5,1 [--average macro]] [--temperature]
 """
 import argparse
 import json
@@ -23,12 +25,13 @@ import shutil
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy
 import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
 from spacy.util import load_config, minibatch
 
-from .pipeline_component import spandec_components
+from .pipeline_component import softmax, spandec_components
 
 DEFAULT_THRESHOLDS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
@@ -123,12 +126,7 @@ def tune_label_biases(
     if average not in ("micro", "macro"):
         raise ValueError(f"average must be 'micro' or 'macro', not {average!r}.")
     component = nlp.get_pipe(name)
-    position = nlp.pipe_names.index(name)
-    docs = [eg.predicted for eg in examples]
-    for pipe_name in nlp.pipe_names[:position]:
-        docs = _run(nlp.get_pipe(pipe_name), docs)
-    after = [nlp.get_pipe(n) for n in nlp.pipe_names[position + 1 :]]
-    predicted = [(batch, component.predict(batch)) for batch in minibatch(docs, 128)]
+    docs, predicted, after = _decode_once(nlp, examples, name)
     overwrite, original = component.overwrite_ents, component.label_biases
 
     def score(biases: Dict[str, float]) -> Dict[str, object]:
@@ -157,6 +155,46 @@ def tune_label_biases(
         component.overwrite_ents = overwrite
         component.label_biases = original
     return biases, steps
+
+
+def _decode_once(nlp: spacy.Language, examples: List[Example], name: str) -> Tuple[List, List, List]:
+    """Run the components before `name`, then its decoder once, in batches
+    of 128: (docs, [(batch, output)], the components after it)."""
+    component = nlp.get_pipe(name)
+    position = nlp.pipe_names.index(name)
+    docs = [eg.predicted for eg in examples]
+    for pipe_name in nlp.pipe_names[:position]:
+        docs = _run(nlp.get_pipe(pipe_name), docs)
+    after = [nlp.get_pipe(n) for n in nlp.pipe_names[position + 1 :]]
+    return docs, [(batch, component.predict(batch)) for batch in minibatch(docs, 128)], after
+
+
+TEMPERATURES = tuple(float(t) for t in numpy.round(numpy.geomspace(0.25, 8.0, 41), 4))
+
+
+def fit_temperature(nlp: spacy.Language, examples: List[Example], name: str,
+                    grid: Sequence[float] = TEMPERATURES) -> Tuple[float, List[Dict[str, float]]]:
+    """The temperature with the lowest negative log-likelihood of the gold
+    class of every candidate span on dev (the decision, argmax of the offset
+    logits, does not depend on it). Returns it and the NLL of every value."""
+    component = nlp.get_pipe(name)
+    threshold = component.sf_threshold
+    component.sf_threshold = 0.0
+    try:
+        _, predicted, _ = _decode_once(nlp, examples, name)
+    finally:
+        component.sf_threshold = threshold
+    offsets = component._decoding_offsets()
+    logits, targets, start = [], [], 0
+    for batch, output in predicted:
+        batch_logits = component.model.ops.to_numpy(output.logits)
+        logits.append(batch_logits + offsets if offsets is not None else batch_logits)
+        targets.append(component._targets(examples[start : start + len(batch)], output)[0])
+        start += len(batch)
+    all_logits, all_targets = numpy.concatenate(logits), numpy.concatenate(targets)
+    rows = numpy.arange(all_logits.shape[0])
+    nll = [{"temperature": float(t), "nll": float(-softmax(all_logits / t, log=True)[rows, all_targets].mean())} for t in grid]
+    return min(nll, key=lambda r: r["nll"])["temperature"], nll
 
 
 def per_label(scores: Dict[str, object]) -> Dict[str, Dict[str, float]]:
@@ -230,6 +268,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="comma-separated logit offsets to try per label after the O bias (e.g. -1,-0.5,0,0.5,1); "
                         "empty: keep the model's")
     parser.add_argument("--average", choices=["micro", "macro"], default="micro", help="F1 that --label-biases maximises")
+    parser.add_argument("--temperature", action="store_true",
+                        help="fit the scores' temperature on dev (lowest NLL of the candidates' gold classes) and write it")
     parser.add_argument("--tolerance", type=float, default=0.2, help="F1 points below the best allowed")
     parser.add_argument("--limit", type=int, default=0, help="use the first N dev docs (0 = all)")
     parser.add_argument("--results", type=Path, default=None, help="JSON of the sweep")
@@ -259,16 +299,21 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         result.update({"label_biases": component.label_biases, "average": args.average, "label_bias_steps": steps,
                        "dev_before": {"seqeval_f": before["seqeval_f"], "per_label": per_label(before)},
                        "dev_after": {"seqeval_f": after["seqeval_f"], "per_label": per_label(after)}})
+    if args.temperature:
+        component.temperature, nll = fit_temperature(nlp, examples, name)
+        result.update({"temperature": component.temperature, "temperature_nll": nll})
     rows = sweep(nlp, examples, thresholds, name)
     chosen = choose(rows, args.tolerance)
-    biases: Dict[str, object] = {"outside_bias": component.outside_bias}
+    decoding: Dict[str, object] = {"outside_bias": component.outside_bias}
     if label_grid:
-        biases["label_biases"] = component.label_biases
-    settings = {"sf_threshold": chosen["threshold"], **biases}
+        decoding["label_biases"] = component.label_biases
+    if args.temperature:
+        decoding["temperature"] = component.temperature
+    settings = {"sf_threshold": chosen["threshold"], **decoding}
     # Write the bias-only pipeline first: it may be the model directory the
     # output is copied from.
     if args.bias_output is not None:
-        write_settings(args.bias_output, args.bias_output, name, biases)
+        write_settings(args.bias_output, args.bias_output, name, decoding)
     write_settings(args.model, args.output, name, settings)
     result.update({"tolerance_f1_points": args.tolerance, "chosen": chosen, "sweep": rows})
     print(json.dumps(result, indent=2))

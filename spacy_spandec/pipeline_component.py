@@ -50,6 +50,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "sf_threshold": 0.0,
     "outside_bias": 0.0,
     "label_biases": {},
+    "temperature": 1.0,
     "sf_loss_weight": 1.0,
     "negative_weight": 0.3,
     "write_ents": True,
@@ -80,6 +81,7 @@ def make_spandec_ner(
     sf_threshold: float,
     outside_bias: float,
     label_biases: Dict[str, float],
+    temperature: float,
     sf_loss_weight: float,
     negative_weight: float,
     write_ents: bool,
@@ -103,6 +105,10 @@ def make_spandec_ner(
     label_biases (Dict[str, float]): added to the logit of each named label
         before decoding: above 0 predicts that label more often (recall up),
         below 0 less often. `calibrate --label-biases` tunes them on dev.
+    temperature (float): the scores in doc.spans are the softmax of the
+        (offset) logits divided by it; it never changes which label wins. Above
+        1 makes over-confident scores honest; `calibrate --temperature` fits
+        it on dev.
     sf_loss_weight (float): weight of the span-filter loss added to the span loss.
     negative_weight (float): weight of the O (not-an-entity) spans in the
         span loss, a weighted mean as in torch's cross-entropy; below 1 lets
@@ -126,6 +132,7 @@ def make_spandec_ner(
         sf_threshold=sf_threshold,
         outside_bias=outside_bias,
         label_biases=label_biases,
+        temperature=temperature,
         sf_loss_weight=sf_loss_weight,
         negative_weight=negative_weight,
         write_ents=write_ents,
@@ -175,6 +182,7 @@ class SpanDecNER(TrainablePipe):
         sf_threshold: float = DEFAULT_CONFIG["sf_threshold"],
         outside_bias: float = DEFAULT_CONFIG["outside_bias"],
         label_biases: Optional[Dict[str, float]] = None,
+        temperature: float = DEFAULT_CONFIG["temperature"],
         sf_loss_weight: float = DEFAULT_CONFIG["sf_loss_weight"],
         negative_weight: float = DEFAULT_CONFIG["negative_weight"],
         write_ents: bool = DEFAULT_CONFIG["write_ents"],
@@ -218,6 +226,7 @@ class SpanDecNER(TrainablePipe):
         self.sf_threshold = sf_threshold
         self.outside_bias = outside_bias
         self.label_biases = label_biases or {}
+        self.temperature = temperature
         self.inference_dtype = inference_dtype
 
     @property
@@ -275,6 +284,17 @@ class SpanDecNER(TrainablePipe):
             if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
                 raise ValueError(f"label_biases[{label!r}] must be a finite number (an offset of its logit), got {bias!r}.")
         self._label_biases = {str(label): float(bias) for label, bias in value.items()}
+
+    @property
+    def temperature(self) -> float:
+        """Divisor of the logits in the scores (not in the decision)."""
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+            raise ValueError(f"temperature must be a positive finite number, got {value!r}. 1 leaves the scores as they are.")
+        self._temperature = float(value)
 
     def _decoding_offsets(self) -> Optional[numpy.ndarray]:
         """The offsets added to every span's logits, [O, label_1, ...], or
@@ -382,7 +402,7 @@ class SpanDecNER(TrainablePipe):
             offsets = self._decoding_offsets()
             if offsets is not None:
                 logits = logits + offsets
-            probs = softmax(logits)
+            probs = softmax(logits if self._temperature == 1.0 else logits / self._temperature)
             best = probs.argmax(axis=1)
             scores = probs[numpy.arange(probs.shape[0]), best]
         else:

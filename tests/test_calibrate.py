@@ -110,3 +110,37 @@ def test_calibrate_tunes_per_label_biases_and_writes_them(trained_nlp, trained_d
     assert result["dev_before"]["per_label"][label]["r"] == 0.0 < result["dev_after"]["per_label"][label]["r"]
     for path in (out, model):
         assert spacy.load(path).get_pipe("spandec_ner").label_biases == result["label_biases"]
+
+
+def test_calibrate_fits_the_temperature_and_writes_it(trained_nlp, trained_dir, tmp_path):
+    import shutil
+
+    model = tmp_path / "spandec"
+    shutil.copytree(trained_dir, model)
+    dev = tmp_path / "dev.spacy"
+    DocBin(docs=[eg.reference for eg in make_examples(trained_nlp)]).to_disk(dev)
+    out = tmp_path / "sf"
+    main([str(model), str(dev), str(out), "--thresholds", "0", "--temperature", "--bias-output", str(model),
+          "--results", str(tmp_path / "cal.json")])
+    result = json.loads((tmp_path / "cal.json").read_text())
+    nll = {row["temperature"]: row["nll"] for row in result["temperature_nll"]}
+    chosen = result["temperature"]
+    assert nll[chosen] == min(nll.values())
+    assert chosen != 1.0 and nll[chosen] < nll[1.0]  # not vacuous: the default is not the fit
+    for path in (out, model):
+        assert spacy.load(path).get_pipe("spandec_ner").temperature == chosen
+
+
+def test_temperature_changes_scores_not_spans(trained_nlp):
+    ner = trained_nlp.get_pipe("spandec_ner")
+    text = TRAIN_DATA[0][0]
+    doc = trained_nlp(text)
+    try:
+        ner.temperature = 4.0
+        hot = trained_nlp(text)
+    finally:
+        ner.temperature = 1.0
+    assert [(s.start, s.end, s.label_) for s in hot.spans["spandec"]] == [(s.start, s.end, s.label_) for s in doc.spans["spandec"]]
+    assert all(h < c for h, c in zip(hot.spans["spandec"].attrs["scores"], doc.spans["spandec"].attrs["scores"]))
+    with pytest.raises(ValueError, match="temperature"):
+        ner.temperature = 0.0
