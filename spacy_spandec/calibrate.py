@@ -8,7 +8,8 @@ points of the best. With `--outside-biases`, the offset of the O logit
 F1 (the one nearest 0 on ties). With `--label-biases`, an offset per label is
 tuned next, by coordinate ascent over the labels (micro F1, or `--average
 macro`). `--temperature` fits the divisor of the logits in the scores (not
-in the decision) by the lowest NLL of the candidates' gold classes. The
+in the decision) so that a predicted span's score is the chance it is gold
+(lowest NLL of that on dev). The
 encoder runs once; only the span decoder reruns per value. The chosen values are written to `config.cfg` of the
 output pipeline, which is where `spacy.load` reads them; `--bias-output`
 writes the bias into a second pipeline too (e.g. the unpruned SpanDec model,
@@ -174,9 +175,11 @@ TEMPERATURES = tuple(float(t) for t in numpy.round(numpy.geomspace(0.25, 8.0, 41
 
 def fit_temperature(nlp: spacy.Language, examples: List[Example], name: str,
                     grid: Sequence[float] = TEMPERATURES) -> Tuple[float, List[Dict[str, float]]]:
-    """The temperature with the lowest negative log-likelihood of the gold
-    class of every candidate span on dev (the decision, argmax of the offset
-    logits, does not depend on it). Returns it and the NLL of every value."""
+    """The temperature that makes the scores of the predicted spans honest:
+    the lowest negative log-likelihood, on dev, of "this predicted span is
+    gold" under its score. (The NLL of every candidate's class would be ruled
+    by the ~97% easy O candidates.) The decision, the argmax of the offset
+    logits, does not depend on it. Returns it and the NLL of every value."""
     component = nlp.get_pipe(name)
     threshold = component.sf_threshold
     component.sf_threshold = 0.0
@@ -192,8 +195,15 @@ def fit_temperature(nlp: spacy.Language, examples: List[Example], name: str,
         targets.append(component._targets(examples[start : start + len(batch)], output)[0])
         start += len(batch)
     all_logits, all_targets = numpy.concatenate(logits), numpy.concatenate(targets)
-    rows = numpy.arange(all_logits.shape[0])
-    nll = [{"temperature": float(t), "nll": float(-softmax(all_logits / t, log=True)[rows, all_targets].mean())} for t in grid]
+    best = all_logits.argmax(axis=1)
+    spans = best > 0
+    z, best, correct = all_logits[spans], best[spans], (all_targets[spans] == best[spans]).astype("float64")
+    rows = numpy.arange(z.shape[0])
+    nll = []
+    for t in grid:
+        score = numpy.clip(softmax(z / t)[rows, best].astype("float64"), 1e-7, 1 - 1e-7)
+        value = -(correct * numpy.log(score) + (1 - correct) * numpy.log(1 - score)).mean() if len(rows) else 0.0
+        nll.append({"temperature": float(t), "nll": float(value)})
     return min(nll, key=lambda r: r["nll"])["temperature"], nll
 
 
@@ -269,7 +279,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         "empty: keep the model's")
     parser.add_argument("--average", choices=["micro", "macro"], default="micro", help="F1 that --label-biases maximises")
     parser.add_argument("--temperature", action="store_true",
-                        help="fit the scores' temperature on dev (lowest NLL of the candidates' gold classes) and write it")
+                        help="fit the scores' temperature on dev (a predicted span's score = the chance it is gold) and write it")
     parser.add_argument("--tolerance", type=float, default=0.2, help="F1 points below the best allowed")
     parser.add_argument("--limit", type=int, default=0, help="use the first N dev docs (0 = all)")
     parser.add_argument("--results", type=Path, default=None, help="JSON of the sweep")
