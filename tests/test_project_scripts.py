@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import convergence_curves  # noqa: E402
+import decoding_report  # noqa: E402
 import package_meta  # noqa: E402
 import readme_results  # noqa: E402
 import results_table  # noqa: E402
@@ -340,3 +341,18 @@ def test_convergence_curves_copy_every_point_and_report_words_per_second(tmp_pat
     assert model["epochs"] == 1 and model["finished"] == "converged after epoch 1"
     assert model["test"] == {"seqeval_f": 0.81, "ents_f": 0.82}
     assert model["test_sf_spandec"]["spans_spandec_kept_fraction"] == 0.05
+
+
+def test_decoding_report_reads_the_calibrate_and_evaluate_outputs(tmp_path):
+    folder = tmp_path / "results" / "ablations" / "bc5cdr_400"
+    folder.mkdir(parents=True)
+    per_type = {"Chemical": {"p": 0.9, "r": 0.8, "f": 0.85}}
+    (folder / "evaluate_spandec_sentences.json").write_text(json.dumps({"seqeval_f": 0.8, "ents_per_type": per_type}))
+    (folder / "calibration_global_bias.json").write_text(json.dumps(
+        {"outside_bias": -0.5, "bias_sweep": [{"outside_bias": 0.0, "seqeval_f": 0.81}, {"outside_bias": -0.5, "seqeval_f": 0.83}]}))
+    (folder / "evaluate_spandec_global_bias.json").write_text(json.dumps(
+        {"seqeval_f": 0.82, "spans_spandec_ece": 0.05, "ents_per_type": per_type}))
+    text = decoding_report.report("bc5cdr", tmp_path)
+    assert "| no offset (the default) | – | 81.00 | 80.00 | – | 90.0 / 80.0 |" in text
+    assert "| global O offset | O -0.5 | 83.00 | 82.00 | 0.050 | 90.0 / 80.0 |" in text
+    assert "per-label" not in text  # rows without files are left out
