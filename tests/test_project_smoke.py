@@ -47,7 +47,16 @@ def _project(step: str, cwd: Path, env: dict, **variables) -> None:
     _run(cmd, cwd, env)
 
 
+def _tracked_changes() -> str:
+    """`git status` of the checkout's tracked files ("" outside a git checkout)."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        return ""
+    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                          capture_output=True, text=True, check=False).stdout
+
+
 def test_project_workflow_end_to_end(tmp_path: Path) -> None:
+    tracked_before = _tracked_changes()
     project = tmp_path / "project"
     project.mkdir()
     for name in ("project.yml", "configs", "scripts"):
@@ -107,3 +116,5 @@ def test_project_workflow_end_to_end(tmp_path: Path) -> None:
     installed = json.loads((tmp_path / "m.json").read_text())
     assert installed["seqeval_f"] == pytest.approx(metrics["seqeval_f"], abs=1e-6)
     assert installed["ents_f"] == pytest.approx(metrics["ents_f"], abs=1e-6)
+    # The run wrote nothing into the repository (committed metrics and results included).
+    assert _tracked_changes() == tracked_before
