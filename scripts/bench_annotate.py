@@ -40,13 +40,11 @@ STARTUP_DOCS = 64
 def write_corpus(datasets: List[str], n_docs: int, path: Path) -> int:
     """The test texts of `datasets`, interleaved and repeated to n_docs, as JSONL."""
     import spacy
-    from spacy.tokens import DocBin
+
+    from benchmark import load_test
 
     vocab = spacy.blank("en").vocab
-    texts: List[str] = []
-    for dataset in datasets:
-        docbin = DocBin().from_disk(PROJECT_DIR / "corpus" / dataset / "test.spacy")
-        texts.extend(doc.text for doc in docbin.get_docs(vocab))
+    texts = [doc.text for dataset in datasets for doc in load_test(dataset, vocab)]
     with path.open("w", encoding="utf8") as fh:
         for i in range(n_docs):
             fh.write(json.dumps({"id": i, "text": texts[i % len(texts)]}) + "\n")

@@ -33,6 +33,7 @@ def report(dataset: str, root: Path = PROJECT_DIR) -> str:
     folder = root / "results" / "ablations" / f"{dataset}_400"
     rows = [(name, _load(folder / cal) if cal else None, _load(folder / ev)) for name, cal, ev in ROWS]
     rows = [(name, cal, ev) for name, cal, ev in rows if ev is not None]
+    global_bias = _load(folder / "calibration_global_bias.json")
     labels: List[str] = sorted({label for _, _, ev in rows for label in ev.get("ents_per_type", {})})
     lines = [
         f"# Decoding settings on {dataset}: tuned on dev, scored on test", "",
@@ -56,8 +57,9 @@ def report(dataset: str, root: Path = PROJECT_DIR) -> str:
             dev = (cal.get("dev_after") or {}).get("seqeval_f")
             if dev is None and "bias_sweep" in cal:
                 dev = max(r["seqeval_f"] for r in cal["bias_sweep"])
-        if cal is None and rows[1:] and rows[1][1] and "bias_sweep" in rows[1][1]:
-            dev = next((r["seqeval_f"] for r in rows[1][1]["bias_sweep"] if r["outside_bias"] == 0.0), None)
+        if cal is None and global_bias and "bias_sweep" in global_bias:
+            # No offset is the bias sweep's 0 row.
+            dev = next((r["seqeval_f"] for r in global_bias["bias_sweep"] if r["outside_bias"] == 0.0), None)
         per = ev.get("ents_per_type", {})
         cells = [f"{100 * per[label]['p']:.1f} / {100 * per[label]['r']:.1f}" if label in per else "–" for label in labels]
         ece = ev.get("spans_spandec_ece")

@@ -23,12 +23,13 @@ in place), so both variants decode alike.
 import argparse
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy
 import spacy
-from spacy.tokens import DocBin
+from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 from spacy.util import load_config, minibatch
 
@@ -44,15 +45,66 @@ def find_component(nlp: spacy.Language) -> str:
     return components[0][0]
 
 
+@dataclass
+class Decoded:
+    """The dev set decoded once with every candidate span (sf_threshold 0).
+    The offsets and the temperature act only when annotations are set, so
+    each of their values is scored by re-annotating these outputs."""
+
+    examples: List[Example]
+    docs: List[Doc]
+    batches: List[Tuple[List[Doc], Any]]
+    after: List[Any]
+
+
+def _upstream(nlp: spacy.Language, examples: List[Example], name: str) -> Tuple[List[Doc], List[Any]]:
+    """The docs after the components before `name` (run once), and the components after it."""
+    position = nlp.pipe_names.index(name)
+    docs = [eg.predicted for eg in examples]
+    for pipe_name in nlp.pipe_names[:position]:
+        docs = _run(nlp.get_pipe(pipe_name), docs)
+    return docs, [nlp.get_pipe(n) for n in nlp.pipe_names[position + 1 :]]
+
+
+def decode(nlp: spacy.Language, examples: List[Example], name: str) -> Decoded:
+    """Run the pipeline up to `name` and its decoder once, in batches of 128."""
+    component = nlp.get_pipe(name)
+    docs, after = _upstream(nlp, examples, name)
+    threshold = component.sf_threshold
+    component.sf_threshold = 0.0
+    try:
+        batches = [(batch, component.predict(batch)) for batch in minibatch(docs, 128)]
+    finally:
+        component.sf_threshold = threshold
+    return Decoded(examples, docs, batches, after)
+
+
+def rescore(component: Any, decoded: Decoded) -> Dict[str, Any]:
+    """The component's scores of the decoded dev set under its current settings."""
+    overwrite = component.overwrite_ents
+    component.overwrite_ents = True
+    try:
+        for batch, output in decoded.batches:
+            component.set_annotations(batch, output)
+        scored = decoded.docs
+        for pipe in decoded.after:
+            scored = _run(pipe, scored)
+    finally:
+        component.overwrite_ents = overwrite
+    return component.score([Example(d, eg.reference) for d, eg in zip(scored, decoded.examples)])
+
+
 def sweep(
     nlp: spacy.Language,
     examples: List[Example],
     thresholds: Sequence[float],
     name: str,
     setting: str = "sf_threshold",
+    decoded: Optional[Decoded] = None,
 ) -> List[Dict[str, float]]:
     """Score every value of `setting` (sf_threshold or outside_bias); the
-    upstream components run only once. Rows name the value `threshold` or
+    upstream components run only once, and for outside_bias the decoder too
+    (`decoded`, made here if not given). Rows name the value `threshold` or
     `outside_bias`."""
     component = nlp.get_pipe(name)
     if setting not in ("sf_threshold", "outside_bias"):
@@ -63,31 +115,23 @@ def sweep(
             f"'{name}' was trained without a span filter (span_filter = false): "
             "there is no threshold to calibrate."
         )
-    position = nlp.pipe_names.index(name)
-    before = [nlp.get_pipe(n) for n in nlp.pipe_names[:position]]
-    after = [nlp.get_pipe(n) for n in nlp.pipe_names[position + 1 :]]
-    docs = [eg.predicted for eg in examples]
-    for pipe in before:
-        docs = _run(pipe, docs)
+    if setting == "outside_bias":
+        decoded = decoded or decode(nlp, examples, name)
+    else:
+        docs, after = _upstream(nlp, examples, name)
     overwrite, original = component.overwrite_ents, getattr(component, setting)
     component.overwrite_ents = True
-    # The bias acts only when annotations are set: decode once, re-annotate per value.
-    predicted = None
-    if setting == "outside_bias":
-        predicted = [(batch, component.predict(batch)) for batch in minibatch(docs, 128)]
     rows = []
     try:
         for threshold in thresholds:
             setattr(component, setting, float(threshold))
-            if predicted is None:
-                scored = _run(component, docs)
+            if decoded is not None:
+                scores = rescore(component, decoded)
             else:
-                for batch, output in predicted:
-                    component.set_annotations(batch, output)
-                scored = docs
-            for pipe in after:
-                scored = _run(pipe, scored)
-            scores = component.score([Example(d, eg.reference) for d, eg in zip(scored, examples)])
+                scored = _run(component, docs)
+                for pipe in after:
+                    scored = _run(pipe, scored)
+                scores = component.score([Example(d, eg.reference) for d, eg in zip(scored, examples)])
             rows.append(
                 {
                     key: float(threshold),
@@ -113,86 +157,56 @@ def f1_of(scores: Dict[str, object], average: str) -> float:
 
 
 def tune_label_biases(
-    nlp: spacy.Language,
-    examples: List[Example],
-    name: str,
+    component: Any,
+    decoded: Decoded,
     grid: Sequence[float],
     average: str = "micro",
     rounds: int = 2,
-) -> Tuple[Dict[str, float], List[Dict[str, object]]]:
+) -> Tuple[Dict[str, float], List[Dict[str, object]], Dict[str, Any], Dict[str, Any]]:
     """Per-label logit offsets that maximise dev F1: each label in turn takes
     the grid value with the best F1 while the others stay fixed, for `rounds`
-    passes (ties keep the value nearest 0). The spans are decoded once and
-    only re-annotated per value. Returns the offsets and every scored step."""
+    passes (ties keep the value nearest 0). Returns the offsets, every scored
+    step, and the dev scores before and with them."""
     if average not in ("micro", "macro"):
         raise ValueError(f"average must be 'micro' or 'macro', not {average!r}.")
-    component = nlp.get_pipe(name)
-    docs, predicted, after = _decode_once(nlp, examples, name)
-    overwrite, original = component.overwrite_ents, component.label_biases
-
-    def score(biases: Dict[str, float]) -> Dict[str, object]:
-        component.label_biases = biases
-        for batch, output in predicted:
-            component.set_annotations(batch, output)
-        scored = docs
-        for pipe in after:
-            scored = _run(pipe, scored)
-        return component.score([Example(d, eg.reference) for d, eg in zip(scored, examples)])
-
+    original = component.label_biases
+    before = rescore(component, decoded)
     biases = {label: float(original.get(label, 0.0)) for label in component.labels}
     steps: List[Dict[str, object]] = []
-    component.overwrite_ents = True
     try:
         for round_ in range(rounds):
             for label in component.labels:
                 tried = []
                 for value in grid:
-                    scores = score({**biases, label: float(value)})
+                    component.label_biases = {**biases, label: float(value)}
+                    scores = rescore(component, decoded)
                     tried.append((f1_of(scores, average), -abs(value), float(value)))
                     steps.append({"round": round_, "label": label, "bias": float(value),
                                   "f1": f1_of(scores, average), "seqeval_f": float(scores["seqeval_f"] or 0.0)})
                 biases[label] = max(tried)[2]
+        component.label_biases = biases
+        after = rescore(component, decoded)
     finally:
-        component.overwrite_ents = overwrite
         component.label_biases = original
-    return biases, steps
-
-
-def _decode_once(nlp: spacy.Language, examples: List[Example], name: str) -> Tuple[List, List, List]:
-    """Run the components before `name`, then its decoder once, in batches
-    of 128: (docs, [(batch, output)], the components after it)."""
-    component = nlp.get_pipe(name)
-    position = nlp.pipe_names.index(name)
-    docs = [eg.predicted for eg in examples]
-    for pipe_name in nlp.pipe_names[:position]:
-        docs = _run(nlp.get_pipe(pipe_name), docs)
-    after = [nlp.get_pipe(n) for n in nlp.pipe_names[position + 1 :]]
-    return docs, [(batch, component.predict(batch)) for batch in minibatch(docs, 128)], after
+    return biases, steps, before, after
 
 
 TEMPERATURES = tuple(float(t) for t in numpy.round(numpy.geomspace(0.25, 8.0, 41), 4))
 
 
-def fit_temperature(nlp: spacy.Language, examples: List[Example], name: str,
+def fit_temperature(component: Any, decoded: Decoded,
                     grid: Sequence[float] = TEMPERATURES) -> Tuple[float, List[Dict[str, float]]]:
     """The temperature that makes the scores of the predicted spans honest:
     the lowest negative log-likelihood, on dev, of "this predicted span is
     gold" under its score. (The NLL of every candidate's class would be ruled
     by the ~97% easy O candidates.) The decision, the argmax of the offset
     logits, does not depend on it. Returns it and the NLL of every value."""
-    component = nlp.get_pipe(name)
-    threshold = component.sf_threshold
-    component.sf_threshold = 0.0
-    try:
-        _, predicted, _ = _decode_once(nlp, examples, name)
-    finally:
-        component.sf_threshold = threshold
     offsets = component._decoding_offsets()
     logits, targets, start = [], [], 0
-    for batch, output in predicted:
+    for batch, output in decoded.batches:
         batch_logits = component.model.ops.to_numpy(output.logits)
         logits.append(batch_logits + offsets if offsets is not None else batch_logits)
-        targets.append(component._targets(examples[start : start + len(batch)], output)[0])
+        targets.append(component._targets(decoded.examples[start : start + len(batch)], output)[0])
         start += len(batch)
     all_logits, all_targets = numpy.concatenate(logits), numpy.concatenate(targets)
     best = all_logits.argmax(axis=1)
@@ -295,22 +309,20 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     biases = [float(b) for b in args.outside_biases.split(",") if b.strip()]
     result: Dict[str, object] = {"component": name}
     component = nlp.get_pipe(name)
+    label_grid = [float(b) for b in args.label_biases.split(",") if b.strip()]
+    # The offsets and the temperature are tuned on one decoding of dev.
+    decoded = decode(nlp, examples, name) if biases or label_grid or args.temperature else None
     if biases:
-        component.sf_threshold = 0.0
-        bias_rows = sweep(nlp, examples, biases, name, setting="outside_bias")
+        bias_rows = sweep(nlp, examples, biases, name, setting="outside_bias", decoded=decoded)
         component.outside_bias = choose_bias(bias_rows)["outside_bias"]
         result.update({"outside_bias": component.outside_bias, "bias_sweep": bias_rows})
-    label_grid = [float(b) for b in args.label_biases.split(",") if b.strip()]
     if label_grid:
-        component.sf_threshold = 0.0
-        before = component.score([Example(d, eg.reference) for d, eg in zip(nlp.pipe(eg.predicted.text for eg in examples), examples)])
-        component.label_biases, steps = tune_label_biases(nlp, examples, name, label_grid, args.average)
-        after = component.score([Example(d, eg.reference) for d, eg in zip(nlp.pipe(eg.predicted.text for eg in examples), examples)])
+        component.label_biases, steps, before, after = tune_label_biases(component, decoded, label_grid, args.average)
         result.update({"label_biases": component.label_biases, "average": args.average, "label_bias_steps": steps,
                        "dev_before": {"seqeval_f": before["seqeval_f"], "per_label": per_label(before)},
                        "dev_after": {"seqeval_f": after["seqeval_f"], "per_label": per_label(after)}})
     if args.temperature:
-        component.temperature, nll = fit_temperature(nlp, examples, name)
+        component.temperature, nll = fit_temperature(component, decoded)
         result.update({"temperature": component.temperature, "temperature_nll": nll})
     rows = sweep(nlp, examples, thresholds, name)
     chosen = choose(rows, args.tolerance)

@@ -181,7 +181,7 @@ class SpanDecNER(TrainablePipe):
         gold_spans_key: Optional[str] = DEFAULT_CONFIG["gold_spans_key"],
         sf_threshold: float = DEFAULT_CONFIG["sf_threshold"],
         outside_bias: float = DEFAULT_CONFIG["outside_bias"],
-        label_biases: Optional[Dict[str, float]] = None,
+        label_biases: Mapping[str, float] = DEFAULT_CONFIG["label_biases"],
         temperature: float = DEFAULT_CONFIG["temperature"],
         sf_loss_weight: float = DEFAULT_CONFIG["sf_loss_weight"],
         negative_weight: float = DEFAULT_CONFIG["negative_weight"],
@@ -225,7 +225,7 @@ class SpanDecNER(TrainablePipe):
         self.cfg: Dict[str, Any] = {"labels": []}
         self.sf_threshold = sf_threshold
         self.outside_bias = outside_bias
-        self.label_biases = label_biases or {}
+        self.label_biases = label_biases  # the setter copies it
         self.temperature = temperature
         self.inference_dtype = inference_dtype
 
