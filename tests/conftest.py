@@ -32,8 +32,9 @@ def pytest_configure(config):
     # faster. Nothing is exported to the environment, so subprocesses run at
     # torch's default thread count, as users do: every claim about running the
     # pipeline is checked there (test_default_threads.py: pipe/call/batch
-    # sizes/to_bytes/pickle/reload/n_process/determinism; the annotate CLI;
-    # resumable training; the memory stream; the project smoke test). Scripts that import
+    # sizes/to_bytes/pickle/reload/n_process/determinism, with calibrated
+    # offsets and temperature; the annotate and render CLIs; resumable
+    # training; the memory stream; the project smoke test). Scripts that import
     # this module outside pytest are not affected either.
     torch.set_num_threads(1)
 

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import numpy
 import pytest
+import spacy
 import torch
+
+from spacy_spandec.calibrate import write_settings
 
 from conftest import assert_same_outputs, make_bert_nlp, make_examples, train
 
@@ -86,6 +89,13 @@ def served(tiny_bert_dir, tmp_path_factory) -> dict:
     train(nlp, make_examples(nlp), n_updates=40, drop=0.1)
     path = tmp_path_factory.mktemp("served") / "pipeline"
     nlp.to_disk(path)
+    # Decoding settings as `calibrate` writes them, so the offsets and the
+    # temperature are on the paths compared too.
+    label = nlp.get_pipe("spandec_ner").labels[0]
+    decoding = {"outside_bias": -0.1, "label_biases": {label: 0.2}, "temperature": 1.3}
+    write_settings(path, path, "spandec_ner", decoding)
+    loaded = spacy.load(path).get_pipe("spandec_ner")
+    assert (loaded.outside_bias, loaded.label_biases, loaded.temperature) == tuple(decoding.values())
     return run_fresh("serve", path, timeout=600)
 
 
