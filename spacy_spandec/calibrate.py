@@ -199,7 +199,7 @@ def fit_temperature(component: Any, decoded: Decoded,
     """The temperature that makes the scores of the predicted spans honest:
     the lowest negative log-likelihood, on dev, of "this predicted span is
     gold" under its score. (The NLL of every candidate's class would be ruled
-    by the ~97% easy O candidates.) The decision, the argmax of the offset
+    by the easy O candidates, nearly all of them.) The decision, the argmax of the offset
     logits, does not depend on it. Returns it and the NLL of every value."""
     offsets = component._decoding_offsets()
     logits, targets, start = [], [], 0

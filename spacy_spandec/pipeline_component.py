@@ -112,7 +112,7 @@ def make_spandec_ner(
     sf_loss_weight (float): weight of the span-filter loss added to the span loss.
     negative_weight (float): weight of the O (not-an-entity) spans in the
         span loss, a weighted mean as in torch's cross-entropy; below 1 lets
-        the rare entity spans (~3% of candidates) count for more (spaCy's
+        the rare entity spans (about 2% of the candidates) count for more (spaCy's
         spancat has the same setting). 0.3 learns faster than the paper's
         plain mean (1.0) and needs no O offset at decoding: results/ablations/.
     write_ents (bool): also write a flat, greedy-by-score selection to doc.ents.
