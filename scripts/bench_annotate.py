@@ -15,6 +15,7 @@ overhead is the whole command on the first 64 docs with one worker (Ray,
 actor start and pipeline load dominate it), beside the one-process CLI on the
 same 64 docs. Writes <output>/annotate.json and annotate.md.
 """
+
 import argparse
 import json
 import subprocess
@@ -80,7 +81,17 @@ def child(mode: str, pipeline: str, corpus: Path, batch_size: int) -> Dict[str, 
 
 
 def run_mode(mode: str, pipeline: str, corpus: Path, batch_size: int) -> Dict[str, Any]:
-    cmd = [sys.executable, __file__, pipeline, "--child", mode, "--corpus", str(corpus), "--batch-size", str(batch_size)]
+    cmd = [
+        sys.executable,
+        __file__,
+        pipeline,
+        "--child",
+        mode,
+        "--corpus",
+        str(corpus),
+        "--batch-size",
+        str(batch_size),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         return {"mode": mode, "error": proc.stderr[-2000:]}
@@ -89,27 +100,37 @@ def run_mode(mode: str, pipeline: str, corpus: Path, batch_size: int) -> Dict[st
 
 def markdown(report: Dict[str, Any]) -> str:
     lines = [
-        "# Annotating a corpus: throughput", "",
+        "# Annotating a corpus: throughput",
+        "",
         f"{report['date']} on {report['machine']}, `{report['command']}`. {report['n_docs']} docs "
         f"({', '.join(report['datasets'])} test texts, repeated), batch size {report['batch_size']}; "
-        "each mode in a fresh process, one after the other.", "",
-        "| mode | seconds | docs/s | × `nlp.pipe` | peak RSS MB (parent) |", "|---|---:|---:|---:|---:|",
+        "each mode in a fresh process, one after the other.",
+        "",
+        "| mode | seconds | docs/s | × `nlp.pipe` | peak RSS MB (parent) |",
+        "|---|---:|---:|---:|---:|",
     ]
     for row in report["modes"]:
         if "error" in row:
             lines.append(f"| {MODES[row['mode']]} | failed | | | |")
             continue
-        lines.append(f"| {MODES[row['mode']]} | {row['seconds']:.1f} | {row['docs_per_s']:.1f} | "
-                     f"{row.get('vs_pipe', float('nan')):.2f} | {row['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {MODES[row['mode']]} | {row['seconds']:.1f} | {row['docs_per_s']:.1f} | "
+            f"{row.get('vs_pipe', float('nan')):.2f} | {row['peak_rss_mb']:.0f} |"
+        )
     startup = report.get("startup")
     if startup and all("error" not in r for r in startup.values()):
-        lines += ["", f"Start-up, the whole command on {STARTUP_DOCS} docs: one process {startup['cli']['seconds']:.1f} s, "
-                  f"Ray with one worker {startup['ray1']['seconds']:.1f} s."]
+        lines += [
+            "",
+            f"Start-up, the whole command on {STARTUP_DOCS} docs: one process {startup['cli']['seconds']:.1f} s, "
+            f"Ray with one worker {startup['ray1']['seconds']:.1f} s.",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("pipeline")
     parser.add_argument("--datasets", nargs="+", default=["conllpp", "bc5cdr"])
     parser.add_argument("--n-docs", type=int, default=50000)
@@ -123,9 +144,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(json.dumps(child(args.child, args.pipeline, args.corpus, args.batch_size)))
         return 0
     report: Dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"), "machine": machine(),
-        "command": "python scripts/bench_annotate.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "datasets": args.datasets, "n_docs": args.n_docs, "batch_size": args.batch_size, "modes": [],
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": machine(),
+        "command": "python scripts/bench_annotate.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "datasets": args.datasets,
+        "n_docs": args.n_docs,
+        "batch_size": args.batch_size,
+        "modes": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.jsonl"
@@ -137,7 +163,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             small = Path(tmp) / "small.jsonl"
             write_corpus(args.datasets, STARTUP_DOCS, small)
-            report["startup"] = {mode: run_mode(mode, args.pipeline, small, args.batch_size) for mode in ("cli", "ray1")}
+            report["startup"] = {
+                mode: run_mode(mode, args.pipeline, small, args.batch_size)
+                for mode in ("cli", "ray1")
+            }
     base = next((r for r in report["modes"] if r["mode"] == "pipe" and "error" not in r), None)
     for row in report["modes"]:
         if base and "error" not in row:

@@ -24,6 +24,7 @@ memory.
 Output: JSON on stdout (and in --output); a PNG if --png is given and
 matplotlib is installed.
 """
+
 import argparse
 import json
 import os
@@ -40,7 +41,9 @@ from run_info import current_rss_mb, peak_rss_mb  # scripts/ is on sys.path
 # The small labelled set the tests train on (tests/fixtures/small_ner.json).
 SENTENCES = [
     (text, [tuple(ent) for ent in ents])
-    for text, ents in json.loads((Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "small_ner.json").read_text())
+    for text, ents in json.loads(
+        (Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "small_ner.json").read_text()
+    )
 ]
 EXTRA_TEXTS = [
     "Zürich and Dvořák 👩\u200d👩\u200d👧 met in 東京 .",
@@ -194,7 +197,11 @@ def child_stream(
             if trim:
                 malloc_trim()
             checkpoints.append(
-                {"docs": i, "rss_mb": round(current_rss_mb(), 1), "seconds": round(time.perf_counter() - start, 2)}
+                {
+                    "docs": i,
+                    "rss_mb": round(current_rss_mb(), 1),
+                    "seconds": round(time.perf_counter() - start, 2),
+                }
             )
     # Growth after warm-up: from the first checkpoint after the first `every` docs.
     warm = checkpoints[1] if len(checkpoints) > 1 else checkpoints[0]
@@ -206,7 +213,9 @@ def child_stream(
         "malloc_trim": trim,
         "n_ents": n_ents,
         "seconds": checkpoints[-1]["seconds"],
-        "docs_per_second": round(n_docs / checkpoints[-1]["seconds"], 1) if checkpoints[-1]["seconds"] else None,
+        "docs_per_second": round(n_docs / checkpoints[-1]["seconds"], 1)
+        if checkpoints[-1]["seconds"]
+        else None,
         "rss_after_warmup_mb": warm["rss_mb"],
         "rss_final_mb": checkpoints[-1]["rss_mb"],
         "growth_after_warmup_mb": round(checkpoints[-1]["rss_mb"] - warm["rss_mb"], 1),
@@ -278,16 +287,28 @@ def plot(report: Dict[str, Any], path: Path) -> bool:
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="pipeline directory or package (default: train the small CNN one)")
+    parser.add_argument(
+        "--model", help="pipeline directory or package (default: train the small CNN one)"
+    )
     parser.add_argument("--lengths", type=int, nargs="+", default=[1000, 10000, 50000])
-    parser.add_argument("--stream", type=int, nargs="?", const=100000, default=None, metavar="N",
-                        help="run N short docs (default 100000) through nlp.pipe instead")
+    parser.add_argument(
+        "--stream",
+        type=int,
+        nargs="?",
+        const=100000,
+        default=None,
+        metavar="N",
+        help="run N short docs (default 100000) through nlp.pipe instead",
+    )
     parser.add_argument("--every", type=int, default=5000, help="stream: RSS every this many docs")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the children")
-    parser.add_argument("--malloc-trim", action="store_true",
-                        help="stream: malloc_trim(0) before each RSS reading (glibc), so that "
-                        "allocator fragmentation is not mistaken for a leak")
+    parser.add_argument(
+        "--malloc-trim",
+        action="store_true",
+        help="stream: malloc_trim(0) before each RSS reading (glibc), so that "
+        "allocator fragmentation is not mistaken for a leak",
+    )
     parser.add_argument("--output", type=Path, help="also write the JSON here")
     parser.add_argument("--png", type=Path, help="also plot to this PNG (needs matplotlib)")
     parser.add_argument("--child-length", type=int, help=argparse.SUPPRESS)
@@ -298,9 +319,18 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         print(json.dumps(child_length(args.model, args.child_length, args.threads)))
         return {}
     if args.child_stream is not None:
-        print(json.dumps(child_stream(
-            args.model, args.child_stream, args.every, args.batch_size, args.threads, args.malloc_trim
-        )))
+        print(
+            json.dumps(
+                child_stream(
+                    args.model,
+                    args.child_stream,
+                    args.every,
+                    args.batch_size,
+                    args.threads,
+                    args.malloc_trim,
+                )
+            )
+        )
         return {}
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -310,21 +340,38 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             set_threads(args.threads)
             start = time.perf_counter()
             train_default_pipeline(Path(model))
-            print(f"trained the default CNN pipeline in {time.perf_counter() - start:.1f} s", file=sys.stderr)
-        report: Dict[str, Any] = {"model": args.model or "default CNN pipeline", "python": sys.version.split()[0]}
+            print(
+                f"trained the default CNN pipeline in {time.perf_counter() - start:.1f} s",
+                file=sys.stderr,
+            )
+        report: Dict[str, Any] = {
+            "model": args.model or "default CNN pipeline",
+            "python": sys.version.split()[0],
+        }
         if args.stream is not None:
             every = max(1, min(args.every, args.stream))
             print(f"streaming {args.stream} docs ...", file=sys.stderr)
             report["stream"] = run_child(
-                ["--model", model, "--child-stream", str(args.stream), "--every", str(every),
-                 "--batch-size", str(args.batch_size)] + (["--malloc-trim"] if args.malloc_trim else []),
+                [
+                    "--model",
+                    model,
+                    "--child-stream",
+                    str(args.stream),
+                    "--every",
+                    str(every),
+                    "--batch-size",
+                    str(args.batch_size),
+                ]
+                + (["--malloc-trim"] if args.malloc_trim else []),
                 args.threads,
             )
         else:
             report["lengths"] = []
             for n in args.lengths:
                 print(f"{n} tokens ...", file=sys.stderr)
-                report["lengths"].append(run_child(["--model", model, "--child-length", str(n)], args.threads))
+                report["lengths"].append(
+                    run_child(["--model", model, "--child-length", str(n)], args.threads)
+                )
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:

@@ -10,6 +10,7 @@ of --repeats `nlp.pipe` passes, models alternating in one process.
     python scripts/bench_scaling.py [--dataset conllpp] [--lengths 50 200 1000 5000 20000] \
         [--words 8000] [--batch-size 8] [--repeats 3] [--output results/scaling]
 """
+
 import argparse
 import json
 import statistics
@@ -29,7 +30,9 @@ MODELS = ["token_cls", "spandec", "sf_spandec"]
 def make_docs(words: List[str], length: int, budget: int) -> List[str]:
     n_docs = max(1, budget // length)
     if n_docs * length > len(words):
-        raise ValueError(f"{n_docs} docs of {length} words need more than the {len(words)} test words")
+        raise ValueError(
+            f"{n_docs} docs of {length} words need more than the {len(words)} test words"
+        )
     return [" ".join(words[i * length : (i + 1) * length]) for i in range(n_docs)]
 
 
@@ -59,7 +62,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         times: Dict[str, List[float]] = {name: [] for name in pipelines}
         names = list(pipelines)
         for repeat in range(args.repeats):
-            for name in names[repeat % len(names):] + names[: repeat % len(names)]:
+            for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
                 start = time.perf_counter()
                 for doc in pipelines[name].pipe(texts, batch_size=args.batch_size):
                     assert len(doc) >= length
@@ -77,7 +80,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     lo, hi = str(min(args.lengths)), str(max(args.lengths))
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "command": "python scripts/bench_scaling.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python scripts/bench_scaling.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "torch_threads": torch.get_num_threads(),
         "dataset": args.dataset,
         "batch_size": args.batch_size,
@@ -100,12 +104,18 @@ def write_markdown(result: Dict, lengths: List[int], path: Path) -> None:
         f"{result['date']}, `{result['command']}`, batch size {result['batch_size']}, "
         f"{result['torch_threads']} torch threads; words/s, median of the passes.",
         "",
-        "| model | " + " | ".join(f"{n} words" for n in lengths) + " | cost/word longest ÷ shortest |",
+        "| model | "
+        + " | ".join(f"{n} words" for n in lengths)
+        + " | cost/word longest ÷ shortest |",
         "|---|" + "---:|" * (len(lengths) + 1),
     ]
     for name, row in result["models"].items():
         cells = [f"{row[str(n)]['words_per_s']:.0f}" for n in lengths]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {result['cost_per_word_longest_vs_shortest'][name]:.2f} |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(cells)
+            + f" | {result['cost_per_word_longest_vs_shortest'][name]:.2f} |"
+        )
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -28,6 +28,7 @@ one run. Writes <output>/benchmark.json, benchmark.md and benchmark.png.
 
 only scores (no timing; the machine need not be quiet).
 """
+
 import argparse
 import json
 import statistics
@@ -54,12 +55,28 @@ from run_info import machine, peak_rss_mb
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 # name -> (kind, path template, component overrides, how to train it)
 MODELS: Dict[str, Dict[str, Any]] = {
-    "token_cls": {"kind": "spacy", "path": "training/{ds}/token_cls/model-best", "config": "token_cls"},
-    "spacy_ner": {"kind": "spacy", "path": "training/{ds}/spacy_ner/model-best", "config": "spacy_ner"},
+    "token_cls": {
+        "kind": "spacy",
+        "path": "training/{ds}/token_cls/model-best",
+        "config": "token_cls",
+    },
+    "spacy_ner": {
+        "kind": "spacy",
+        "path": "training/{ds}/spacy_ner/model-best",
+        "config": "spacy_ner",
+    },
     "spanmarker": {"kind": "spanmarker", "path": "training/{ds}/spanmarker/model", "config": None},
-    "spandec": {"kind": "spacy", "path": "training/{ds}/spandec/model-best", "config": "spandec",
-                "overrides": {"sf_threshold": 0.0}},
-    "sf_spandec": {"kind": "spacy", "path": "training/{ds}/sf_spandec/model-best", "config": "sf_spandec"},
+    "spandec": {
+        "kind": "spacy",
+        "path": "training/{ds}/spandec/model-best",
+        "config": "spandec",
+        "overrides": {"sf_threshold": 0.0},
+    },
+    "sf_spandec": {
+        "kind": "spacy",
+        "path": "training/{ds}/sf_spandec/model-best",
+        "config": "sf_spandec",
+    },
 }
 # Serving variants: (base model, decoder inference_dtype, quantize the encoder)
 SERVING: Dict[str, Dict[str, Any]] = {
@@ -95,7 +112,9 @@ def add_variants(specs: Sequence[str]) -> List[str]:
         name, _, rest = spec.partition("=")
         base, _, path = rest.partition(":")
         if not name or base not in MODELS or not path:
-            raise SystemExit(f"--variant {spec!r}: expected NAME=BASE:PATH with BASE one of {', '.join(MODELS)}")
+            raise SystemExit(
+                f"--variant {spec!r}: expected NAME=BASE:PATH with BASE one of {', '.join(MODELS)}"
+            )
         MODELS[name] = {**MODELS[base], "path": path, "variant_of": base}
         LABELS[name] = name
         names.append(name)
@@ -105,7 +124,9 @@ def add_variants(specs: Sequence[str]) -> List[str]:
 def label_of(name: str) -> str:
     if name in SERVING:
         spec = SERVING[name]
-        parts = ([f"decoder {spec['dtype']}"] if spec["dtype"] else []) + (["encoder int8"] if spec["encoder_int8"] else [])
+        parts = ([f"decoder {spec['dtype']}"] if spec["dtype"] else []) + (
+            ["encoder int8"] if spec["encoder_int8"] else []
+        )
         return f"{LABELS[spec['base']]} ({', '.join(parts)})"
     return LABELS.get(name, name)
 
@@ -177,8 +198,13 @@ class Runner:
         outputs = self.model.predict([[t.text for t in doc] for doc in gold], batch_size=32)
         examples = []
         for doc, ents in zip(gold, outputs):
-            pred = Doc(doc.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
-            pred.ents = [Span(pred, e["word_start_index"], e["word_end_index"], label=e["label"]) for e in ents]
+            pred = Doc(
+                doc.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]
+            )
+            pred.ents = [
+                Span(pred, e["word_start_index"], e["word_end_index"], label=e["label"])
+                for e in ents
+            ]
             examples.append(Example(pred, doc))
         return score_ents(examples)
 
@@ -212,7 +238,9 @@ def scores_of(runner: Runner, dataset: str, gold: List[Doc], limit: int) -> Dict
     start = time.perf_counter()
     data = runner.score(gold)
     return {k: data.get(k) for k in keys} | {
-        "source": "computed by scripts/benchmark.py", "seconds": round(time.perf_counter() - start, 1)}
+        "source": "computed by scripts/benchmark.py",
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def write_metrics(dataset: str, names: List[str]) -> None:
@@ -223,12 +251,20 @@ def write_metrics(dataset: str, names: List[str]) -> None:
     for name in names:
         runner = Runner(name, dataset)
         if not runner.available():
-            raise SystemExit(f"{runner.path} does not exist; train it first: {train_hint(runner.base, dataset)}")
+            raise SystemExit(
+                f"{runner.path} does not exist; train it first: {train_hint(runner.base, dataset)}"
+            )
         runner.load()
         start = time.perf_counter()
         scores = runner.score(gold)
-        scores.update({"model": str(runner.path.relative_to(PROJECT_DIR)), "test_docs": len(gold),
-                       "seconds": round(time.perf_counter() - start, 1), "date": time.strftime("%Y-%m-%d %H:%M %Z")})
+        scores.update(
+            {
+                "model": str(runner.path.relative_to(PROJECT_DIR)),
+                "test_docs": len(gold),
+                "seconds": round(time.perf_counter() - start, 1),
+                "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+            }
+        )
         path = metrics_path(dataset, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(scores, indent=1))
@@ -251,10 +287,16 @@ def sample_shape(texts: Sequence[str], docs: List[Doc]) -> Dict[str, float]:
     tokenizer = AutoTokenizer.from_pretrained(offline_encoder())
     pieces = [len(ids) for ids in tokenizer(list(texts))["input_ids"]]
     spans = [count_candidates(len(doc), 8) for doc in docs]
-    return {"S": statistics.mean(pieces), "M": 2 * statistics.mean(spans), "words": statistics.mean(len(d) for d in docs)}
+    return {
+        "S": statistics.mean(pieces),
+        "M": 2 * statistics.mean(spans),
+        "words": statistics.mean(len(d) for d in docs),
+    }
 
 
-def gflops(base: str, shape: flops.EncoderShape, S: float, M: float, kept: Optional[float]) -> float:
+def gflops(
+    base: str, shape: flops.EncoderShape, S: float, M: float, kept: Optional[float]
+) -> float:
     if base == "token_cls":
         value = flops.token_classification(shape, S)
     elif base == "spacy_ner":
@@ -268,8 +310,19 @@ def gflops(base: str, shape: flops.EncoderShape, S: float, M: float, kept: Optio
 
 def peak_rss(name: str, dataset: str, n_docs: int, batch_size: int) -> Dict[str, float]:
     """Peak RSS of a fresh process that loads `name` and annotates the texts."""
-    cmd = [sys.executable, __file__, "--rss-child", name, "--datasets", dataset, "--n-docs", str(n_docs),
-           "--batch-sizes", str(batch_size), *[f"--variant={spec}" for spec in VARIANT_SPECS]]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--rss-child",
+        name,
+        "--datasets",
+        dataset,
+        "--n-docs",
+        str(n_docs),
+        "--batch-sizes",
+        str(batch_size),
+        *[f"--variant={spec}" for spec in VARIANT_SPECS],
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -282,10 +335,20 @@ def rss_child(name: str, dataset: str, n_docs: int, batch_size: int) -> None:
     texts = [doc.text for doc in load_test(dataset, spacy.blank("en").vocab)[:n_docs]]
     runner.run(texts, batch_size)
     peak = peak_rss_mb()
-    print(json.dumps({"imports_mb": round(base_rss, 1), "loaded_mb": round(loaded, 1), "peak_mb": round(peak, 1)}))
+    print(
+        json.dumps(
+            {
+                "imports_mb": round(base_rss, 1),
+                "loaded_mb": round(loaded, 1),
+                "peak_mb": round(peak, 1),
+            }
+        )
+    )
 
 
-def time_models(runners: List[Runner], texts: List[str], batch_sizes: Sequence[int], repeats: int) -> Dict[str, Dict[str, Any]]:
+def time_models(
+    runners: List[Runner], texts: List[str], batch_sizes: Sequence[int], repeats: int
+) -> Dict[str, Dict[str, Any]]:
     n_words = sum(len(text.split()) for text in texts)
     result: Dict[str, Dict[str, Any]] = {r.name: {} for r in runners}
     for batch_size in batch_sizes:
@@ -293,7 +356,7 @@ def time_models(runners: List[Runner], texts: List[str], batch_sizes: Sequence[i
             runner.run(texts[: max(2 * batch_size, 32)], batch_size)
         times: Dict[str, List[float]] = {r.name: [] for r in runners}
         for repeat in range(repeats):
-            order = runners[repeat % len(runners):] + runners[: repeat % len(runners)]
+            order = runners[repeat % len(runners) :] + runners[: repeat % len(runners)]
             for runner in order:
                 runner.n_candidates = runner.n_kept = 0
                 start = time.perf_counter()
@@ -341,7 +404,12 @@ def benchmark_dataset(dataset: str, names: List[str], args: argparse.Namespace) 
         row = {"label": label_of(runner.name), "budget": training_budget(runner)}
         row.update(scores_of(runner, dataset, scored, args.test_limit))
         row.update(timings[runner.name])
-        row["gflops"] = round(gflops(runner.base, shape, shape_stats["S"], shape_stats["M"], row.get("kept_fraction")), 3)
+        row["gflops"] = round(
+            gflops(
+                runner.base, shape, shape_stats["S"], shape_stats["M"], row.get("kept_fraction")
+            ),
+            3,
+        )
         rows[runner.name] = row
     for runner in runners:  # free memory before the RSS children
         runner.model = runner.nlp = None
@@ -354,15 +422,31 @@ def benchmark_dataset(dataset: str, names: List[str], args: argparse.Namespace) 
         for batch_size in args.batch_sizes:
             key = f"b{batch_size}"
             if base and key in row:
-                row[key]["vs_token_cls"] = round(row[key]["docs_per_s"] / base[key]["docs_per_s"], 3)
-    return {"n_docs": len(texts), "sample_shape": shape_stats, "encoder": shape.__dict__, "models": rows, "skipped": skipped}
+                row[key]["vs_token_cls"] = round(
+                    row[key]["docs_per_s"] / base[key]["docs_per_s"], 3
+                )
+    return {
+        "n_docs": len(texts),
+        "sample_shape": shape_stats,
+        "encoder": shape.__dict__,
+        "models": rows,
+        "skipped": skipped,
+    }
 
 
 # The issue's targets: (model, reference, minimum ratio of docs/s at the first batch size).
-SPEED_TARGETS = [("sf_spandec", "token_cls", 1.1), ("spandec", "token_cls", 0.8),
-                 ("spandec", "spanmarker", 10.0), ("sf_spandec", "spanmarker", 10.0)]
+SPEED_TARGETS = [
+    ("sf_spandec", "token_cls", 1.1),
+    ("spandec", "token_cls", 0.8),
+    ("spandec", "spanmarker", 10.0),
+    ("sf_spandec", "spanmarker", 10.0),
+]
 # (model, reference, minimum F1 difference in points)
-F1_TARGETS = [("spandec", "token_cls", 0.5), ("spandec", "spanmarker", -0.3), ("sf_spandec", "spandec", -0.5)]
+F1_TARGETS = [
+    ("spandec", "token_cls", 0.5),
+    ("spandec", "spanmarker", -0.3),
+    ("sf_spandec", "spandec", -0.5),
+]
 
 
 def targets(models: Dict[str, Any], batch_size: int) -> List[str]:
@@ -376,18 +460,26 @@ def targets(models: Dict[str, Any], batch_size: int) -> List[str]:
             if base_of(variant) != name or (SERVING.get(variant) or {}).get("encoder_int8"):
                 continue
             ratio = row[key]["docs_per_s"] / models[ref][key]["docs_per_s"]
-            lines.append(f"- {row['label']} / {models[ref]['label']} docs/s at batch {batch_size}: "
-                         f"{ratio:.2f}× (target ≥ {minimum}×: {'met' if ratio >= minimum else 'missed'})")
+            lines.append(
+                f"- {row['label']} / {models[ref]['label']} docs/s at batch {batch_size}: "
+                f"{ratio:.2f}× (target ≥ {minimum}×: {'met' if ratio >= minimum else 'missed'})"
+            )
     for name, ref, minimum in F1_TARGETS:
-        if name in models and ref in models and models[name].get("seqeval_f") is not None \
-                and models[ref].get("seqeval_f") is not None:
+        if (
+            name in models
+            and ref in models
+            and models[name].get("seqeval_f") is not None
+            and models[ref].get("seqeval_f") is not None
+        ):
             diff = 100 * (models[name]["seqeval_f"] - models[ref]["seqeval_f"])
             budgets = (models[name]["budget"], models[ref]["budget"])
             verdict = "met" if diff >= minimum else "missed"
             if budgets[0] != budgets[1]:
                 verdict = f"not comparable: trained {budgets[0]} vs {budgets[1]}"
-            lines.append(f"- {models[name]['label']} − {models[ref]['label']} F1: {diff:+.2f} "
-                         f"(target ≥ {minimum:+.1f}: {verdict})")
+            lines.append(
+                f"- {models[name]['label']} − {models[ref]['label']} F1: {diff:+.2f} "
+                f"(target ≥ {minimum:+.1f}: {verdict})"
+            )
     return lines
 
 
@@ -403,19 +495,35 @@ def markdown(result: Dict[str, Any]) -> str:
     ]
     for dataset, data in result["datasets"].items():
         bs = result["batch_sizes"]
-        lines += [f"## {dataset} ({data['n_docs']} texts timed, {data['sample_shape']['words']:.1f} words, "
-                  f"{data['sample_shape']['S']:.1f} wordpieces per sample)", ""]
-        head = "| model | budget | F1 | P | R | " + " | ".join(f"docs/s b{b} (×tok)" for b in bs) + \
-               f" | words/s b{bs[0]} | peak RSS MB | GFLOPs | kept |"
+        lines += [
+            f"## {dataset} ({data['n_docs']} texts timed, {data['sample_shape']['words']:.1f} words, "
+            f"{data['sample_shape']['S']:.1f} wordpieces per sample)",
+            "",
+        ]
+        head = (
+            "| model | budget | F1 | P | R | "
+            + " | ".join(f"docs/s b{b} (×tok)" for b in bs)
+            + f" | words/s b{bs[0]} | peak RSS MB | GFLOPs | kept |"
+        )
         lines += [head, "|" + "---|" * (head.count("|") - 1)]
         for name, row in data["models"].items():
+
             def pct(key: str) -> str:
                 return f"{100 * row[key]:.1f}" if row.get(key) is not None else "–"
-            cells = [row["label"], row["budget"], pct("seqeval_f"), pct("seqeval_p"), pct("seqeval_r")]
+
+            cells = [
+                row["label"],
+                row["budget"],
+                pct("seqeval_f"),
+                pct("seqeval_p"),
+                pct("seqeval_r"),
+            ]
             for b in bs:
                 t = row[f"b{b}"]
                 spread = f"[{t['docs_per_s_min']:.0f}-{t['docs_per_s_max']:.0f}]"
-                cells.append(f"{t['docs_per_s']:.0f} {spread} ({t.get('vs_token_cls', float('nan')):.2f}×)")
+                cells.append(
+                    f"{t['docs_per_s']:.0f} {spread} ({t.get('vs_token_cls', float('nan')):.2f}×)"
+                )
             cells.append(f"{row[f'b{bs[0]}']['words_per_s']:.0f}")
             cells.append(f"{row['rss']['peak_mb']:.0f}" if "rss" in row else "–")
             cells.append(f"{row['gflops']:.2f}")
@@ -423,8 +531,12 @@ def markdown(result: Dict[str, Any]) -> str:
             lines.append("| " + " | ".join(cells) + " |")
         checks = targets(data["models"], bs[0])
         if checks:
-            lines += ["", f"Targets on {dataset} (encoder float32; int8-encoder rows are excluded, since the "
-                      "token-classification reference runs a float32 encoder):", ""] + checks
+            lines += [
+                "",
+                f"Targets on {dataset} (encoder float32; int8-encoder rows are excluded, since the "
+                "token-classification reference runs a float32 encoder):",
+                "",
+            ] + checks
         for name, why in data["skipped"].items():
             lines.append(f"\n{name}: {why}")
         lines.append("")
@@ -453,19 +565,30 @@ def plot(result: Dict[str, Any], path: Path) -> None:
         for name, row in data["models"].items():
             if row.get("seqeval_f") is None:
                 continue
-            ax.scatter(row[key]["docs_per_s"], 100 * row["seqeval_f"], s=30 + 30 * row["gflops"], alpha=0.8,
-                       marker=serving_marker(name), color=colours[base_of(name)], label=row["label"])
+            ax.scatter(
+                row[key]["docs_per_s"],
+                100 * row["seqeval_f"],
+                s=30 + 30 * row["gflops"],
+                alpha=0.8,
+                marker=serving_marker(name),
+                color=colours[base_of(name)],
+                label=row["label"],
+            )
         ax.set_xscale("log")
         low, high = ax.get_xlim()
         # Within one decade 1-2-5 ticks can leave a single label: tick evenly instead.
-        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)) if high / low > 10 else MaxNLocator(nbins=6))
+        ax.xaxis.set_major_locator(
+            LogLocator(subs=(1.0, 2.0, 5.0)) if high / low > 10 else MaxNLocator(nbins=6)
+        )
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"docs/s (batch {key[1:]}, log scale)")
         ax.set_ylabel("seqeval F1 (test)")
         ax.set_title(f"{dataset}: marker area ~ GFLOPs/sample", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, markerscale=0.6)
+        ax.legend(
+            loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, markerscale=0.6
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -493,20 +616,41 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=["conllpp", "bc5cdr"])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--variant", action="append", default=[], metavar="NAME=BASE:PATH",
-                        help="also time this pipeline, a model of kind BASE (e.g. spandec) at PATH; repeatable")
-    parser.add_argument("--serving", action="store_true", help="add int8/bf16 variants on the first dataset")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=BASE:PATH",
+        help="also time this pipeline, a model of kind BASE (e.g. spandec) at PATH; repeatable",
+    )
+    parser.add_argument(
+        "--serving", action="store_true", help="add int8/bf16 variants on the first dataset"
+    )
     parser.add_argument("--n-docs", type=int, default=512)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 64])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--test-limit", type=int, default=0, help="score on the first K test docs only (smoke runs)")
+    parser.add_argument(
+        "--test-limit", type=int, default=0, help="score on the first K test docs only (smoke runs)"
+    )
     parser.add_argument("--no-rss", action="store_true")
-    parser.add_argument("--output", type=Path, default=None, help="default: results/benchmark/<datasets joined by _>")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="default: results/benchmark/<datasets joined by _>",
+    )
     parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--write-metrics", action="store_true",
-                        help="only score --models on each full test set into metrics/<dataset>/<name>.json")
-    parser.add_argument("--replot", type=Path, default=None,
-                        help="redraw the table and plot from this benchmark.json into --output; times nothing")
+    parser.add_argument(
+        "--write-metrics",
+        action="store_true",
+        help="only score --models on each full test set into metrics/<dataset>/<name>.json",
+    )
+    parser.add_argument(
+        "--replot",
+        type=Path,
+        default=None,
+        help="redraw the table and plot from this benchmark.json into --output; times nothing",
+    )
     args = parser.parse_args(argv)
     args.output = args.output or PROJECT_DIR / "results" / "benchmark" / "_".join(args.datasets)
     VARIANT_SPECS[:] = args.variant
@@ -529,7 +673,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         "machine": machine(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "command": "python scripts/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python scripts/benchmark.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "batch_sizes": args.batch_sizes,
         "repeats": args.repeats,
         "datasets": {},

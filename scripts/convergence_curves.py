@@ -11,6 +11,7 @@ scores from `spacy evaluate`, when they exist). training/ is not committed, so
 the JSON written here is the record: it copies every point of every curve.
 A model still training is collected as far as it got.
 """
+
 import argparse
 import json
 import sys
@@ -33,11 +34,18 @@ def read_curve(folder: Path) -> List[Dict[str, Any]]:
     for line in path.read_text().splitlines():
         record = json.loads(line)
         scores = record.get("scores", {})
-        points.append({
-            "step": record["step"], "epoch": record["epoch"], "epoch_end": record["epoch_end"],
-            "words": record["words"], "seconds": record["seconds"], "train_seconds": record["train_seconds"],
-            "ents_f": scores.get("ents_f"), "seqeval_f": scores.get("seqeval_f"),
-        })
+        points.append(
+            {
+                "step": record["step"],
+                "epoch": record["epoch"],
+                "epoch_end": record["epoch_end"],
+                "words": record["words"],
+                "seconds": record["seconds"],
+                "train_seconds": record["train_seconds"],
+                "ents_f": scores.get("ents_f"),
+                "seqeval_f": scores.get("seqeval_f"),
+            }
+        )
     return points
 
 
@@ -68,7 +76,9 @@ def collect(dataset: str, root: Path = PROJECT_DIR) -> Dict[str, Any]:
             "finished": finished(folder),
             "steps": last["step"],
             "epochs": last["epoch"] + (1 if last["epoch_end"] else 0),
-            "train_words_per_s": round(last["words"] / last["train_seconds"], 1) if last["train_seconds"] else None,
+            "train_words_per_s": round(last["words"] / last["train_seconds"], 1)
+            if last["train_seconds"]
+            else None,
             "best_dev": {"step": best["step"], "ents_f": best["ents_f"]},
             "test": test_scores(root / "metrics" / run / f"{config}.json"),
             "curve": curve,
@@ -76,8 +86,13 @@ def collect(dataset: str, root: Path = PROJECT_DIR) -> Dict[str, Any]:
     sf_test = test_scores(root / "metrics" / run / "sf_spandec.json")
     if sf_test and "spandec" in models:
         models["spandec"]["test_sf_spandec"] = sf_test
-    return {"dataset": dataset, "collected": now(), "machine": machine(),
-            "command": "python scripts/convergence_curves.py " + " ".join(sys.argv[1:]), "models": models}
+    return {
+        "dataset": dataset,
+        "collected": now(),
+        "machine": machine(),
+        "command": "python scripts/convergence_curves.py " + " ".join(sys.argv[1:]),
+        "models": models,
+    }
 
 
 def plot(result: Dict[str, Any], path: Path) -> None:
@@ -91,7 +106,9 @@ def plot(result: Dict[str, Any], path: Path) -> None:
         points = [p for p in model["curve"] if p["ents_f"] is not None and p["step"] > 0]
         f1 = [100 * p["ents_f"] for p in points]
         axes[0].plot([p["step"] for p in points], f1, marker=".", label=model["label"])
-        axes[1].plot([p["train_seconds"] / 60 for p in points], f1, marker=".", label=model["label"])
+        axes[1].plot(
+            [p["train_seconds"] / 60 for p in points], f1, marker=".", label=model["label"]
+        )
     axes[0].set_xlabel("step (32 sentences)")
     axes[1].set_xlabel("training minutes (updates only, no evaluation)")
     axes[0].set_ylabel("dev ents_f, %")
@@ -104,14 +121,22 @@ def plot(result: Dict[str, Any], path: Path) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--output", type=Path, help="folder for curves.json/png (default results/convergence/<dataset>)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="folder for curves.json/png (default results/convergence/<dataset>)",
+    )
     args = parser.parse_args(argv)
     output = args.output or PROJECT_DIR / "results" / "convergence" / args.dataset
     result = collect(args.dataset)
     if not result["models"]:
-        print(f"No curves under training/{args.dataset}_converge/: run `spacy project run all --vars.budget converge` first.")
+        print(
+            f"No curves under training/{args.dataset}_converge/: run `spacy project run all --vars.budget converge` first."
+        )
         return 1
     output.mkdir(parents=True, exist_ok=True)
     (output / "curves.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -119,8 +144,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     for config, model in result["models"].items():
         test = model["test"] or {}
         tested = f"  test seqeval {100 * test['seqeval_f']:.2f}" if "seqeval_f" in test else ""
-        print(f"{config:10} steps {model['steps']:5}  finished: {model['finished'] or 'no'}  "
-              f"best dev {100 * (model['best_dev']['ents_f'] or 0):.2f}{tested}")
+        print(
+            f"{config:10} steps {model['steps']:5}  finished: {model['finished'] or 'no'}  "
+            f"best dev {100 * (model['best_dev']['ents_f'] or 0):.2f}{tested}"
+        )
     print(f"wrote {output}/curves.json and curves.png")
     return 0
 

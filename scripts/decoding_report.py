@@ -5,6 +5,7 @@ results/ablations/<dataset>_400/. Writes decoding.md there.
 
     python scripts/decoding_report.py --dataset conllpp
 """
+
 import argparse
 import json
 from pathlib import Path
@@ -15,9 +16,21 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 ROWS = [
     ("no offset (the default)", None, "evaluate_spandec_sentences.json"),
     ("global O offset", "calibration_global_bias.json", "evaluate_spandec_global_bias.json"),
-    ("global + per-label offsets, micro F1", "calibration_label_biases.json", "evaluate_spandec_label_biases.json"),
-    ("global + per-label offsets, macro F1", "calibration_label_biases_macro.json", "evaluate_spandec_label_biases_macro.json"),
-    ("temperature fitted on dev (no offset)", "calibration_temperature.json", "evaluate_spandec_temperature.json"),
+    (
+        "global + per-label offsets, micro F1",
+        "calibration_label_biases.json",
+        "evaluate_spandec_label_biases.json",
+    ),
+    (
+        "global + per-label offsets, macro F1",
+        "calibration_label_biases_macro.json",
+        "evaluate_spandec_label_biases_macro.json",
+    ),
+    (
+        "temperature fitted on dev (no offset)",
+        "calibration_temperature.json",
+        "evaluate_spandec_temperature.json",
+    ),
 ]
 
 
@@ -31,16 +44,24 @@ def _pct(value: Optional[float]) -> str:
 
 def report(dataset: str, root: Path = PROJECT_DIR) -> str:
     folder = root / "results" / "ablations" / f"{dataset}_400"
-    rows = [(name, _load(folder / cal) if cal else None, _load(folder / ev)) for name, cal, ev in ROWS]
+    rows = [
+        (name, _load(folder / cal) if cal else None, _load(folder / ev)) for name, cal, ev in ROWS
+    ]
     rows = [(name, cal, ev) for name, cal, ev in rows if ev is not None]
     global_bias = _load(folder / "calibration_global_bias.json")
-    labels: List[str] = sorted({label for _, _, ev in rows for label in ev.get("ents_per_type", {})})
+    labels: List[str] = sorted(
+        {label for _, _, ev in rows for label in ev.get("ents_per_type", {})}
+    )
     lines = [
-        f"# Decoding settings on {dataset}: tuned on dev, scored on test", "",
+        f"# Decoding settings on {dataset}: tuned on dev, scored on test",
+        "",
         f"Made by `python scripts/decoding_report.py --dataset {dataset}` from the `calibrate` (dev, first 1,000 "
         "docs) and `spacy evaluate` (test) outputs beside it; the commands are in results/README.md. The model is "
-        "the default SpanDec at 400 steps. Per-label cells are test P / R.", "",
-        "| setting | tuned values | dev F1 | test seqeval F1 | ECE of span scores | " + " | ".join(labels) + " |",
+        "the default SpanDec at 400 steps. Per-label cells are test P / R.",
+        "",
+        "| setting | tuned values | dev F1 | test seqeval F1 | ECE of span scores | "
+        + " | ".join(labels)
+        + " |",
         "|---|---|---:|---:|---:|" + "---|" * len(labels),
     ]
     for name, cal, ev in rows:
@@ -50,7 +71,9 @@ def report(dataset: str, root: Path = PROJECT_DIR) -> str:
             if "outside_bias" in cal:
                 parts.append(f"O {cal['outside_bias']:+g}")
             if cal.get("label_biases"):
-                parts.append(", ".join(f"{k} {v:+g}" for k, v in sorted(cal["label_biases"].items())))
+                parts.append(
+                    ", ".join(f"{k} {v:+g}" for k, v in sorted(cal["label_biases"].items()))
+                )
             if "temperature" in cal:
                 parts.append(f"T {cal['temperature']:g}")
             tuned = "; ".join(parts)
@@ -59,17 +82,27 @@ def report(dataset: str, root: Path = PROJECT_DIR) -> str:
                 dev = max(r["seqeval_f"] for r in cal["bias_sweep"])
         if cal is None and global_bias and "bias_sweep" in global_bias:
             # No offset is the bias sweep's 0 row.
-            dev = next((r["seqeval_f"] for r in global_bias["bias_sweep"] if r["outside_bias"] == 0.0), None)
+            dev = next(
+                (r["seqeval_f"] for r in global_bias["bias_sweep"] if r["outside_bias"] == 0.0),
+                None,
+            )
         per = ev.get("ents_per_type", {})
-        cells = [f"{100 * per[label]['p']:.1f} / {100 * per[label]['r']:.1f}" if label in per else "–" for label in labels]
+        cells = [
+            f"{100 * per[label]['p']:.1f} / {100 * per[label]['r']:.1f}" if label in per else "–"
+            for label in labels
+        ]
         ece = ev.get("spans_spandec_ece")
-        lines.append(f"| {name} | {tuned} | {_pct(dev)} | {_pct(ev.get('seqeval_f'))} | "
-                     f"{'–' if ece is None else f'{ece:.3f}'} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {name} | {tuned} | {_pct(dev)} | {_pct(ev.get('seqeval_f'))} | "
+            f"{'–' if ece is None else f'{ece:.3f}'} | " + " | ".join(cells) + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset", required=True)
     args = parser.parse_args(argv)
     text = report(args.dataset)

@@ -15,6 +15,7 @@ else `ontonotes5/` next to (or inside) the mirror. Files already in place with
 the right checksums are kept, so after `spacy project assets` (download) this
 only verifies. Exit status 1 with one line per problem and its fix.
 """
+
 import argparse
 import hashlib
 import os
@@ -34,7 +35,9 @@ def mirror_relpath(url: str) -> Path:
     parsed = urlparse(url)
     parts = parsed.path.strip("/").split("/")
     if parsed.netloc != RAW_HOST or len(parts) < 4:
-        raise ValueError(f"Cannot map {url} to a mirror path: expected https://{RAW_HOST}/OWNER/REPO/COMMIT/PATH")
+        raise ValueError(
+            f"Cannot map {url} to a mirror path: expected https://{RAW_HOST}/OWNER/REPO/COMMIT/PATH"
+        )
     owner, repo, _commit, *path = parts
     return Path(f"{owner}+{repo}", *path)
 
@@ -79,7 +82,9 @@ def default_ontonotes_dir(mirror: Optional[Path]) -> Optional[Path]:
     return mirror.parent / "ontonotes5"
 
 
-def mirror_assets(project_dir: Path, dataset: str, mirror: Optional[Path], ontonotes_dir: Optional[Path]) -> List[str]:
+def mirror_assets(
+    project_dir: Path, dataset: str, mirror: Optional[Path], ontonotes_dir: Optional[Path]
+) -> List[str]:
     """Copy or verify the assets of `dataset`; returns the problems found."""
     assets = dataset_assets(project_dir, dataset)
     if not assets:
@@ -113,7 +118,9 @@ def mirror_assets(project_dir: Path, dataset: str, mirror: Optional[Path], onton
             continue
         problem = checksum_problem(source, asset)
         if problem:
-            problems.append(f"{asset['dest']}: checksum mismatch: {problem}. The mirror copy is not the pinned file; {fix}.")
+            problems.append(
+                f"{asset['dest']}: checksum mismatch: {problem}. The mirror copy is not the pinned file; {fix}."
+            )
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(dest.name + ".part")
@@ -126,8 +133,12 @@ def mirror_assets(project_dir: Path, dataset: str, mirror: Optional[Path], onton
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", help="conllpp | crossner | ontonotes5 | bc5cdr")
-    parser.add_argument("--mirror", default="", help="mirror folder (default: $SPANDEC_DATA_MIRROR)")
-    parser.add_argument("--ontonotes-dir", default="", help="folder with OntoNotes {train,dev,test}.iob.gz")
+    parser.add_argument(
+        "--mirror", default="", help="mirror folder (default: $SPANDEC_DATA_MIRROR)"
+    )
+    parser.add_argument(
+        "--ontonotes-dir", default="", help="folder with OntoNotes {train,dev,test}.iob.gz"
+    )
     parser.add_argument("--project-dir", type=Path, default=Path("."))
     args = parser.parse_args(argv)
     mirror_text = args.mirror or os.environ.get("SPANDEC_DATA_MIRROR", "")

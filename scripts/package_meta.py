@@ -13,6 +13,7 @@ test scores and the span filter's kept-span fraction. A CONVERSION_REPORT
 that exists (custom_data.py's, for a run on your own data) names the files
 and says whether the scores are on test or, without a test file, on dev.
 """
+
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -45,16 +46,24 @@ def data_description(dataset: str, conversion_report: Optional[Path]) -> Tuple[s
     if conversion_report is None or not conversion_report.exists():
         return DATA.get(dataset, dataset), "test"
     report = srsly.read_json(conversion_report)
-    files = "; ".join(f"{split} {c['file']} ({c['docs']} docs, {c['spans_total']} spans)"
-                      for split, c in report["splits"].items())
+    files = "; ".join(
+        f"{split} {c['file']} ({c['docs']} docs, {c['spans_total']} spans)"
+        for split, c in report["splits"].items()
+    )
     return f"your own annotations: {files}", report["evaluated_on"]
 
 
-def model_card(model_dir: Path, metrics_path: Path, dataset: str, conversion_report: Optional[Path] = None) -> str:
+def model_card(
+    model_dir: Path, metrics_path: Path, dataset: str, conversion_report: Optional[Path] = None
+) -> str:
     data, scored = data_description(dataset, conversion_report)
     metrics = srsly.read_json(metrics_path)
     config = load_config(model_dir / "config.cfg", interpolate=False)
-    sf = [c.get("sf_threshold") for c in config["components"].values() if c.get("factory") == "spandec_ner"]
+    sf = [
+        c.get("sf_threshold")
+        for c in config["components"].values()
+        if c.get("factory") == "spandec_ner"
+    ]
     kept = metrics.get("spans_spandec_kept_fraction")
     lines = [
         "Span-based NER with spacy-spandec (SpanDec / SF-SpanDec, arXiv 2604.20447).",
@@ -73,13 +82,21 @@ def model_card(model_dir: Path, metrics_path: Path, dataset: str, conversion_rep
     return " ".join(lines)
 
 
-def main(model_dir: str, output: str, metrics: str = "", dataset: str = "", conversion_report: str = "") -> None:
+def main(
+    model_dir: str, output: str, metrics: str = "", dataset: str = "", conversion_report: str = ""
+) -> None:
     meta = srsly.read_json(Path(model_dir) / "meta.json")
-    others = [r for r in meta.get("requirements", []) if not r.replace("_", "-").startswith(DISTRIBUTION)]
+    others = [
+        r for r in meta.get("requirements", []) if not r.replace("_", "-").startswith(DISTRIBUTION)
+    ]
     meta["requirements"] = [plugin_requirement()] + others
     if metrics and Path(metrics).exists():
-        meta["description"] = model_card(Path(model_dir), Path(metrics), dataset,
-                                         Path(conversion_report) if conversion_report else None)
+        meta["description"] = model_card(
+            Path(model_dir),
+            Path(metrics),
+            dataset,
+            Path(conversion_report) if conversion_report else None,
+        )
     srsly.write_json(output, meta)
     print(f"{output}: requirements {meta['requirements']}")
 

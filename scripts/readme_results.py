@@ -12,6 +12,7 @@ at "–", never a copied number.
     python scripts/readme_results.py           # rewrite the block in README.md
     python scripts/readme_results.py --check   # exit 1 if the block is stale
 """
+
 import argparse
 import json
 import sys
@@ -20,10 +21,31 @@ from typing import Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-COLUMNS = ["spaCy `ner`", "token classification", "SpanDec v1", "SF-SpanDec v1", "SpanDec v2, paper loss", "**SpanDec**", "**SF-SpanDec**"]
-DEFAULT = {"**SpanDec**": "spandec", "**SF-SpanDec**": "sf_spandec"}  # results/ablations/<dataset>_400/
-DATASETS = {"conllpp": "CoNLL++ sentences", "bc5cdr": "BC5CDR", "crossner": "CrossNER (5 domains)", "ontonotes5": "OntoNotes 5"}
-METRICS_FILES = {"spaCy `ner`": "spacy_ner", "token classification": "token_cls", "SpanDec v1": "spandec", "SF-SpanDec v1": "sf_spandec"}
+COLUMNS = [
+    "spaCy `ner`",
+    "token classification",
+    "SpanDec v1",
+    "SF-SpanDec v1",
+    "SpanDec v2, paper loss",
+    "**SpanDec**",
+    "**SF-SpanDec**",
+]
+DEFAULT = {
+    "**SpanDec**": "spandec",
+    "**SF-SpanDec**": "sf_spandec",
+}  # results/ablations/<dataset>_400/
+DATASETS = {
+    "conllpp": "CoNLL++ sentences",
+    "bc5cdr": "BC5CDR",
+    "crossner": "CrossNER (5 domains)",
+    "ontonotes5": "OntoNotes 5",
+}
+METRICS_FILES = {
+    "spaCy `ner`": "spacy_ner",
+    "token classification": "token_cls",
+    "SpanDec v1": "spandec",
+    "SF-SpanDec v1": "sf_spandec",
+}
 POSITIONS = Path("results/positions/conllpp_400.json")
 ABLATIONS = Path("results/ablations")  # <dataset>_400/evaluate_<model>_<split>.json
 SPEED = Path("results/benchmark/conllpp/benchmark.json")  # the current CoNLL++ benchmark
@@ -31,7 +53,7 @@ CAPTION = (
     "Test seqeval F1 (%) after 400 steps of 32 sentences on the offline MiniLM-L6 encoder, 2-core CPU. "
     "**SpanDec** and **SF-SpanDec** are the defaults (SpanDecoder.v2, O spans weighted 0.3 in the loss, no O "
     "offset; SF threshold tuned on dev): [results/ablations](results/ablations/). The v1 columns are "
-    "`metrics/<dataset>/` (window positions, O offset tuned on dev); \"v2, paper loss\" is "
+    '`metrics/<dataset>/` (window positions, O offset tuned on dev); "v2, paper loss" is '
     "[results/positions](results/positions/conllpp_400.json) (plain mean over spans, no O offset). "
     "Commands, dates and machines: [results/README.md](results/README.md)."
 )
@@ -47,7 +69,9 @@ def _cell(value: Optional[float]) -> str:
 
 def table(root: Path = ROOT) -> str:
     """The markdown block, caption and table, from the files under `root`."""
-    positions = json.loads((root / POSITIONS).read_text()) if (root / POSITIONS).exists() else {"test": {}}
+    positions = (
+        json.loads((root / POSITIONS).read_text()) if (root / POSITIONS).exists() else {"test": {}}
+    )
     runs = positions["test"]
 
     def run_f1(model: str, split: str) -> Optional[float]:
@@ -56,11 +80,16 @@ def table(root: Path = ROOT) -> str:
     rows: List[Dict[str, Optional[float]]] = []
     for dataset in DATASETS:
         row: Dict[str, Optional[float]] = {
-            column: _f1(root / "metrics" / dataset / f"{name}.json") for column, name in METRICS_FILES.items()
+            column: _f1(root / "metrics" / dataset / f"{name}.json")
+            for column, name in METRICS_FILES.items()
         }
-        row["SpanDec v2, paper loss"] = run_f1("spandec_v2", "sentences") if dataset == "conllpp" else None
+        row["SpanDec v2, paper loss"] = (
+            run_f1("spandec_v2", "sentences") if dataset == "conllpp" else None
+        )
         for column, model in DEFAULT.items():
-            row[column] = _f1(root / ABLATIONS / f"{dataset}_400" / f"evaluate_{model}_sentences.json")
+            row[column] = _f1(
+                root / ABLATIONS / f"{dataset}_400" / f"evaluate_{model}_sentences.json"
+            )
         rows.append(row)
     documents: Dict[str, Optional[float]] = {column: None for column in COLUMNS}
     documents.update(
@@ -68,10 +97,17 @@ def table(root: Path = ROOT) -> str:
             "token classification": run_f1("token_cls", "documents"),
             "SpanDec v1": run_f1("spandec_v1", "documents"),
             "SpanDec v2, paper loss": run_f1("spandec_v2", "documents"),
-            "**SpanDec**": _f1(root / ABLATIONS / "conllpp_400" / "evaluate_spandec_documents.json"),
+            "**SpanDec**": _f1(
+                root / ABLATIONS / "conllpp_400" / "evaluate_spandec_documents.json"
+            ),
         }
     )
-    lines = [CAPTION, "", "| benchmark | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
+    lines = [
+        CAPTION,
+        "",
+        "| benchmark | " + " | ".join(COLUMNS) + " |",
+        "|---|" + "---:|" * len(COLUMNS),
+    ]
     labels: List[str] = list(DATASETS.values()) + ["CoNLL++ whole documents, trained on sentences"]
     for label, row in zip(labels, rows + [documents]):
         lines.append(f"| {label} | " + " | ".join(_cell(row[column]) for column in COLUMNS) + " |")
@@ -87,7 +123,8 @@ def speed(root: Path = ROOT) -> str:
     models = run["datasets"]["conllpp"]["models"]
     ratios = ", ".join(
         f"{models[key]['label']} {models[key]['b8']['vs_token_cls']:.2f}×"
-        for key in ("sf_spandec", "spandec", "spacy_ner", "spanmarker") if key in models
+        for key in ("sf_spandec", "spandec", "spacy_ner", "spanmarker")
+        if key in models
     )
     return (
         f"Speed, CoNLL++ test texts at batch 8, docs/s as a multiple of token classification's in the same "
@@ -107,15 +144,22 @@ def render(readme: str, block: str) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="exit 1 if README.md's block is stale; write nothing")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if README.md's block is stale; write nothing"
+    )
     args = parser.parse_args(argv)
     readme_path = ROOT / "README.md"
     readme = readme_path.read_text()
     wanted = render(readme, table())
     if args.check:
         if wanted != readme:
-            print("README.md's results block is stale: run python scripts/readme_results.py", file=sys.stderr)
+            print(
+                "README.md's results block is stale: run python scripts/readme_results.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     readme_path.write_text(wanted)

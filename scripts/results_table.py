@@ -9,6 +9,7 @@ The paper's MiniLM-L12 F1 (Table 7) is printed beside ours for reference.
 
     python scripts/results_table.py --metrics metrics --timings results/timings.json --output results/results
 """
+
 import argparse
 import json
 import time
@@ -40,7 +41,9 @@ def runs_of(metrics_dir: Path) -> List[Tuple[str, str]]:
     """(run, dataset) for every metrics/<run> folder, in DATASETS order,
     sentence runs before their suffixed variants."""
     found = []
-    names = sorted(p.name for p in metrics_dir.iterdir() if p.is_dir()) if metrics_dir.exists() else []
+    names = (
+        sorted(p.name for p in metrics_dir.iterdir() if p.is_dir()) if metrics_dir.exists() else []
+    )
     for dataset in DATASETS:
         found += [(name, dataset) for name in names if name == dataset]
         found += [(name, dataset) for name in names if name.startswith(dataset + "_")]
@@ -101,8 +104,11 @@ def run_dates(timings_path: Path) -> str:
     """The days the recorded steps finished on (the table mixes runs from several
     sessions, so the date it was rendered on would say nothing)."""
     days = sorted(
-        {str(r["finished"])[:10] for r in (load(timings_path) or {}).values()
-         if r.get("finished") and r.get("returncode") == 0 and not r.get("dry_run")}
+        {
+            str(r["finished"])[:10]
+            for r in (load(timings_path) or {}).values()
+            if r.get("finished") and r.get("returncode") == 0 and not r.get("dry_run")
+        }
     )
     if not days:
         return time.strftime("%Y-%m-%d")
@@ -137,29 +143,49 @@ def markdown(
         )
     domain_rows = [(k, r) for k, r in rows.items() if r.get("domains")]
     if domain_rows:
-        lines += ["", "CrossNER per-domain seqeval F1 (%):", "", "| model | " + " | ".join(DOMAINS) + " |",
-                  "|---|" + "---:|" * len(DOMAINS)]
+        lines += [
+            "",
+            "CrossNER per-domain seqeval F1 (%):",
+            "",
+            "| model | " + " | ".join(DOMAINS) + " |",
+            "|---|" + "---:|" * len(DOMAINS),
+        ]
         for key, row in domain_rows:
             cells = " | ".join(pct(row["domains"].get(d)) for d in DOMAINS)
             lines.append(f"| {CONFIGS[key.split('/')[1]]} | {cells} |")
     if times:
-        lines += ["", "Wall time of all recorded steps (assets, convert, train, calibrate, evaluate, package), "
-                  "from results/timings.json:", "", "| run | seconds | hours |", "|---|---:|---:|"]
+        lines += [
+            "",
+            "Wall time of all recorded steps (assets, convert, train, calibrate, evaluate, package), "
+            "from results/timings.json:",
+            "",
+            "| run | seconds | hours |",
+            "|---|---:|---:|",
+        ]
         lines += [f"| {run} | {sec:.0f} | {sec / 3600:.2f} |" for run, sec in times.items()]
         total = sum(times.values())
         # `spacy project run all` on the cpu budget makes the sentence runs only.
         in_all = sum(sec for run, sec in times.items() if run in DATASETS)
-        lines.append(f"| runs of `spacy project run all` (cpu budget: {', '.join(r for r in times if r in DATASETS)}) "
-                     f"| {in_all:.0f} | {in_all / 3600:.2f} |")
+        lines.append(
+            f"| runs of `spacy project run all` (cpu budget: {', '.join(r for r in times if r in DATASETS)}) "
+            f"| {in_all:.0f} | {in_all / 3600:.2f} |"
+        )
         lines.append(f"| total | {total:.0f} | {total / 3600:.2f} |")
     if whole_run:
         command = " ".join(["python scripts/run_all.py"] + whole_run["argv"])
         seconds = whole_run["seconds"]
-        outcome = f"failed steps: {', '.join(whole_run['failed'])}" if whole_run["failed"] else "no step failed"
-        lines += ["", f"One uninterrupted `{command}` ({whole_run['budget']} budget; datasets "
-                  f"{', '.join(whole_run['datasets'])}; models {', '.join(whole_run['configs'])}): "
-                  f"{whole_run['started']} to {whole_run['finished']}, {seconds:.0f} s ({seconds / 3600:.2f} h), "
-                  f"{outcome}. From results/run_all.json."]
+        outcome = (
+            f"failed steps: {', '.join(whole_run['failed'])}"
+            if whole_run["failed"]
+            else "no step failed"
+        )
+        lines += [
+            "",
+            f"One uninterrupted `{command}` ({whole_run['budget']} budget; datasets "
+            f"{', '.join(whole_run['datasets'])}; models {', '.join(whole_run['configs'])}): "
+            f"{whole_run['started']} to {whole_run['finished']}, {seconds:.0f} s ({seconds / 3600:.2f} h), "
+            f"{outcome}. From results/run_all.json.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -168,8 +194,12 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, default=Path("metrics"))
     parser.add_argument("--timings", type=Path, default=Path("results/timings.json"))
     parser.add_argument("--output", type=Path, default=Path("results/results"))
-    parser.add_argument("--run-record", type=Path, default=Path("results/run_all.json"),
-                        help="wall time of one whole run_all.py invocation, if there is one")
+    parser.add_argument(
+        "--run-record",
+        type=Path,
+        default=Path("results/run_all.json"),
+        help="wall time of one whole run_all.py invocation, if there is one",
+    )
     parser.add_argument("--command", default="spacy project run all")
     args = parser.parse_args()
     rows = collect(args.metrics, args.timings)
@@ -182,7 +212,10 @@ def main() -> None:
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.output}.json").write_text(
-        json.dumps({"meta": meta, "rows": rows, "wall_seconds": times, "whole_run": whole_run}, indent=2) + "\n"
+        json.dumps(
+            {"meta": meta, "rows": rows, "wall_seconds": times, "whole_run": whole_run}, indent=2
+        )
+        + "\n"
     )
     table = markdown(rows, meta, times, whole_run)
     Path(f"{args.output}.md").write_text(table)

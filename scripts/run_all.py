@@ -38,6 +38,7 @@ Budgets (`training.max_steps`):
 A single `spacy project run train` uses --vars.max_steps; the budget only
 acts through this script.
 """
+
 import argparse
 import json
 import math
@@ -59,7 +60,12 @@ DATASETS = list(corpus.DATASETS)
 # with its span-filter threshold calibrated on dev (one model, two variants).
 CONFIGS = ["spacy_ner", "token_cls", "spandec", "sf_spandec"]
 TRAINED_AS = {"sf_spandec": "spandec"}
-GRANULARITY = {"conllpp": "chunk", "ontonotes5": "chunk", "crossner": "sentence", "bc5cdr": "sentence"}
+GRANULARITY = {
+    "conllpp": "chunk",
+    "ontonotes5": "chunk",
+    "crossner": "sentence",
+    "bc5cdr": "sentence",
+}
 DATASET_STEPS = ["assets", "convert"]
 MODEL_STEPS = ["train", "calibrate", "evaluate", "evaluate-domains", "package"]
 CPU_STEPS = 400
@@ -74,7 +80,13 @@ def samples_per_step(config: str) -> int:
     for sf_spandec, which has no config of its own) if it is a plain number."""
     path = PROJECT_DIR / "configs" / f"{TRAINED_AS.get(config, config)}.cfg"
     if path.exists():
-        size = Config().from_disk(path, interpolate=False).get("training", {}).get("batcher", {}).get("size")
+        size = (
+            Config()
+            .from_disk(path, interpolate=False)
+            .get("training", {})
+            .get("batcher", {})
+            .get("size")
+        )
         if isinstance(size, int) and size > 0:
             return size
     return PAPER_BATCH_SAMPLES
@@ -105,7 +117,9 @@ def run_step(step: str, variables: Dict[str, Any], force: bool, dry_run: bool) -
     if dry_run:
         return {**record, "returncode": 0, "seconds": 0.0, "skipped": False, "dry_run": True}
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     skipped = False
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -113,7 +127,13 @@ def run_step(step: str, variables: Dict[str, Any], force: bool, dry_run: bool) -
         skipped = skipped or f"Skipping '{step}'" in line
     returncode = proc.wait()
     seconds = round(time.perf_counter() - start, 2)
-    return {**record, "returncode": returncode, "seconds": seconds, "skipped": skipped, "finished": now()}
+    return {
+        **record,
+        "returncode": returncode,
+        "seconds": seconds,
+        "skipped": skipped,
+        "finished": now(),
+    }
 
 
 def expand(chosen: List[str], every: List[str]) -> List[str]:
@@ -132,23 +152,48 @@ def model_configs(configs: List[str]) -> List[str]:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", choices=["cpu", "converge", "paper"], default="cpu")
-    parser.add_argument("--datasets", nargs="+", choices=DATASETS + ["all"], default=["all"],
-                        help="benchmarks to run (`all`: every one); project var `datasets`")
-    parser.add_argument("--configs", nargs="+", choices=CONFIGS + ["all"], default=["all"],
-                        help="variants to run (`all`: every one); sf_spandec also trains spandec, "
-                        "whose model it calibrates; project var `configs`")
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        choices=DATASETS + ["all"],
+        default=["all"],
+        help="benchmarks to run (`all`: every one); project var `datasets`",
+    )
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        choices=CONFIGS + ["all"],
+        default=["all"],
+        help="variants to run (`all`: every one); sf_spandec also trains spandec, "
+        "whose model it calibrates; project var `configs`",
+    )
     parser.add_argument("--gpu-id", type=int, default=-1)
-    parser.add_argument("--limit", type=int, default=0, help="first K samples per split (smoke runs)")
-    parser.add_argument("--granularity", choices=["auto", "sentence", "chunk"], default="auto",
-                        help="auto: chunks for CoNLL++/OntoNotes with the paper budget, else sentences")
+    parser.add_argument(
+        "--limit", type=int, default=0, help="first K samples per split (smoke runs)"
+    )
+    parser.add_argument(
+        "--granularity",
+        choices=["auto", "sentence", "chunk"],
+        default="auto",
+        help="auto: chunks for CoNLL++/OntoNotes with the paper budget, else sentences",
+    )
     parser.add_argument("--max-tokens", type=int, default=74, help="chunk size in tokens")
-    parser.add_argument("--steps", nargs="+", choices=DATASET_STEPS + MODEL_STEPS,
-                        default=DATASET_STEPS + MODEL_STEPS, help="run only these steps")
+    parser.add_argument(
+        "--steps",
+        nargs="+",
+        choices=DATASET_STEPS + MODEL_STEPS,
+        default=DATASET_STEPS + MODEL_STEPS,
+        help="run only these steps",
+    )
     parser.add_argument("--force", action="store_true", help="rerun steps weasel would skip")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
     parser.add_argument("--timings", type=Path, default=PROJECT_DIR / "results" / "timings.json")
-    parser.add_argument("--run-record", type=Path, default=PROJECT_DIR / "results" / "run_all.json",
-                        help="where the wall time of this whole invocation is written")
+    parser.add_argument(
+        "--run-record",
+        type=Path,
+        default=PROJECT_DIR / "results" / "run_all.json",
+        help="where the wall time of this whole invocation is written",
+    )
     args = parser.parse_args(argv)
     args.datasets = expand(args.datasets, DATASETS)
     args.configs = expand(args.configs, CONFIGS)
@@ -172,7 +217,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.timings.write_text(json.dumps(timings, indent=1, sort_keys=True) + "\n")
         if record["returncode"] != 0:
             failed.append(key)
-            print(f"FAILED {key} (exit {record['returncode']}); skipping the steps that need it", flush=True)
+            print(
+                f"FAILED {key} (exit {record['returncode']}); skipping the steps that need it",
+                flush=True,
+            )
         return record["returncode"] == 0
 
     for dataset in args.datasets:
@@ -182,16 +230,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         suffix = f"_chunk{args.max_tokens}" if granularity == "chunk" else ""
         suffix += "_converge" if args.budget == "converge" else ""
         name = dataset + suffix  # the project's ${vars.run}: folder of this run's files
-        base = {"dataset": dataset, "granularity": granularity, "limit": args.limit, "gpu_id": args.gpu_id}
+        base = {
+            "dataset": dataset,
+            "granularity": granularity,
+            "limit": args.limit,
+            "gpu_id": args.gpu_id,
+        }
         if granularity == "chunk":
             base["max_tokens"] = args.max_tokens
         if suffix:
             base["suffix"] = suffix
-        if not all(run(f"{name}/-/{step}", step, base) for step in DATASET_STEPS if step in args.steps):
+        if not all(
+            run(f"{name}/-/{step}", step, base) for step in DATASET_STEPS if step in args.steps
+        ):
             continue
         for config in model_configs(args.configs):
             steps = max_steps(args.budget, name, granularity, config)
-            variables = {**base, "config": config, "max_steps": steps if steps is not None else "AFTER_CONVERT"}
+            variables = {
+                **base,
+                "config": config,
+                "max_steps": steps if steps is not None else "AFTER_CONVERT",
+            }
             if steps is not None:
                 # converge: twice an epoch, besides the evaluation at each epoch's end
                 evals = {"cpu": 2, "converge": 2 * CONVERGE_EPOCHS}.get(args.budget, 10)
@@ -215,7 +274,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if step == "train" and args.budget == "converge":
                     command = "train-resumable"
                 if step == "calibrate":
-                    key, step_vars = f"{name}/sf_spandec/{step}", {**variables, "config": "sf_spandec"}
+                    key, step_vars = (
+                        f"{name}/sf_spandec/{step}",
+                        {**variables, "config": "sf_spandec"},
+                    )
                 if not run(key, command, step_vars) and step in ("train", "calibrate"):
                     break  # evaluate and package need the trained model
         if args.budget == "converge" and "evaluate" in args.steps:
@@ -226,9 +288,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         # The sum of the step times misses what runs between steps and mixes
         # runs of several invocations; this is the one uninterrupted run.
         seconds = round(time.perf_counter() - run_started, 2)
-        record = {"argv": sys.argv[1:] if argv is None else list(argv), "budget": args.budget,
-                  "datasets": args.datasets, "configs": args.configs, "started": started,
-                  "finished": now(), "seconds": seconds, "failed": failed}
+        record = {
+            "argv": sys.argv[1:] if argv is None else list(argv),
+            "budget": args.budget,
+            "datasets": args.datasets,
+            "configs": args.configs,
+            "started": started,
+            "finished": now(),
+            "seconds": seconds,
+            "failed": failed,
+        }
         args.run_record.parent.mkdir(parents=True, exist_ok=True)
         args.run_record.write_text(json.dumps(record, indent=1) + "\n")
         print(f"whole run: {seconds:.0f} s ({seconds / 3600:.2f} h), recorded in {args.run_record}")

@@ -1,6 +1,7 @@
 """What every result file records about its run: when, on what machine, and
 how much memory. One module, imported by the project's scripts (scripts/ is
 on sys.path when a script in it runs; scripts/dev/ tools add it)."""
+
 import os
 import platform
 import resource

@@ -17,6 +17,7 @@ Its full budget is hours of CPU, more than a session: it checkpoints every
 `--save-steps` steps and the same command resumes from the last checkpoint, so
 the budget can be spread over several runs (the record lists each segment).
 """
+
 import argparse
 import ctypes
 import ctypes.util
@@ -78,8 +79,15 @@ def retain_freed_memory() -> bool:
 def last_checkpoint(folder: Path) -> Optional[Path]:
     """The highest-numbered complete `checkpoint-N` that the Trainer left in `folder`
     (it writes trainer_state.json last, so one cut off mid-save is passed over)."""
-    found = [p for p in folder.glob("checkpoint-*")
-             if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()] if folder.is_dir() else []
+    found = (
+        [
+            p
+            for p in folder.glob("checkpoint-*")
+            if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()
+        ]
+        if folder.is_dir()
+        else []
+    )
     return max(found, key=checkpoint_step, default=None)
 
 
@@ -96,15 +104,31 @@ def load_segments(checkpoints: Path, resume: Optional[Path], settings: Dict) -> 
     path = checkpoints / SEGMENTS
     done = json.loads(path.read_text()) if resume and path.exists() else []
     for seg in done:
-        differ = {k: (seg["settings"][k], v) for k, v in settings.items() if seg.get("settings", {}).get(k, v) != v}
+        differ = {
+            k: (seg["settings"][k], v)
+            for k, v in settings.items()
+            if seg.get("settings", {}).get(k, v) != v
+        }
         if differ:
-            changes = ", ".join(f"{k}: {old} in the checkpoint, {new} now" for k, (old, new) in differ.items())
-            raise SystemExit(f"{resume} was trained with other settings ({changes}). Rerun with the checkpoint's "
-                             f"settings to resume, or delete {checkpoints} to start again.")
+            changes = ", ".join(
+                f"{k}: {old} in the checkpoint, {new} now" for k, (old, new) in differ.items()
+            )
+            raise SystemExit(
+                f"{resume} was trained with other settings ({changes}). Rerun with the checkpoint's "
+                f"settings to resume, or delete {checkpoints} to start again."
+            )
     step = checkpoint_step(resume) if resume else 0
     done = [seg for seg in done if seg["to_step"] <= step]
-    return done + [{"from_step": step, "to_step": step, "started": now(),
-                    "seconds": 0.0, "settings": settings, "_start": time.perf_counter()}]
+    return done + [
+        {
+            "from_step": step,
+            "to_step": step,
+            "started": now(),
+            "seconds": 0.0,
+            "settings": settings,
+            "_start": time.perf_counter(),
+        }
+    ]
 
 
 def close_segment(segments: List[Dict], step: int) -> List[Dict]:
@@ -133,18 +157,31 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--dataset", default="conllpp")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--max-steps", type=int, default=400)
-    parser.add_argument("--batch-size", type=int, default=32, help="sentences per step before SpanMarker splits them")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="sentences per step before SpanMarker splits them",
+    )
     parser.add_argument("--learn-rate", type=float, default=1e-4)
-    parser.add_argument("--train-limit", type=int, default=0, help="first K training sentences only (0 = all)")
+    parser.add_argument(
+        "--train-limit", type=int, default=0, help="first K training sentences only (0 = all)"
+    )
     parser.add_argument(
         "--model-max-length",
         type=int,
         default=128,
         help="wordpieces per sample; SpanMarker pads every sample to this + 2 x 128 markers",
     )
-    parser.add_argument("--encoder", default=None, help="encoder directory (default: the offline MiniLM package)")
-    parser.add_argument("--save-steps", type=int, default=25, help="checkpoint every N steps; rerun to resume")
-    parser.add_argument("--keep-trimming", action="store_true", help="leave glibc's malloc trimming as it is")
+    parser.add_argument(
+        "--encoder", default=None, help="encoder directory (default: the offline MiniLM package)"
+    )
+    parser.add_argument(
+        "--save-steps", type=int, default=25, help="checkpoint every N steps; rerun to resume"
+    )
+    parser.add_argument(
+        "--keep-trimming", action="store_true", help="leave glibc's malloc trimming as it is"
+    )
     args = parser.parse_args(argv)
     if not args.keep_trimming:
         retain_freed_memory()
@@ -155,11 +192,16 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     corpus = PROJECT_DIR / "corpus" / args.dataset
     train_rows = load_bio(corpus / "train.spacy", args.train_limit)
-    tags = sorted({tag for row in train_rows for tag in row["ner_tags"]} - {"O"}, key=lambda t: (t[2:], t[0]))
+    tags = sorted(
+        {tag for row in train_rows for tag in row["ner_tags"]} - {"O"}, key=lambda t: (t[2:], t[0])
+    )
     labels = ["O"] + tags
     ids = {tag: i for i, tag in enumerate(labels)}
     dataset = Dataset.from_list(
-        [{"tokens": row["tokens"], "ner_tags": [ids[t] for t in row["ner_tags"]]} for row in train_rows]
+        [
+            {"tokens": row["tokens"], "ner_tags": [ids[t] for t in row["ner_tags"]]}
+            for row in train_rows
+        ]
     )
     encoder = args.encoder or offline_encoder()
     model = SpanMarkerModel.from_pretrained(
@@ -189,12 +231,22 @@ def main(argv: Optional[List[str]] = None) -> None:
     )
     checkpoints = args.output / "checkpoints"
     resume = last_checkpoint(checkpoints)
-    settings = {"dataset": args.dataset, "max_steps": args.max_steps, "batch_size": args.batch_size,
-                "learn_rate": args.learn_rate, "train_limit": args.train_limit,
-                "model_max_length": args.model_max_length, "encoder": encoder}
+    settings = {
+        "dataset": args.dataset,
+        "max_steps": args.max_steps,
+        "batch_size": args.batch_size,
+        "learn_rate": args.learn_rate,
+        "train_limit": args.train_limit,
+        "model_max_length": args.model_max_length,
+        "encoder": encoder,
+    }
     segments = load_segments(checkpoints, resume, settings)
-    trainer = Trainer(model=model, args=training_args, train_dataset=dataset,
-                      callbacks=[segment_log(checkpoints, segments)])
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset,
+        callbacks=[segment_log(checkpoints, segments)],
+    )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     args.output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(args.output / "model"))

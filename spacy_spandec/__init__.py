@@ -1,4 +1,5 @@
 """spacy-spandec: span-based NER for spaCy (SpanDec and SF-SpanDec)."""
+
 from . import architectures, encoders, optimizers, scoring, token_classification  # noqa: F401  (registrations)
 from .about import __version__
 from .allocator import pin_mmap_threshold

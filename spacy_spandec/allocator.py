@@ -15,6 +15,7 @@ does that through the entry points). It does nothing off glibc, when the
 environment already sets a MALLOC_*_ tuning variable, or when
 SPACY_SPANDEC_MALLOPT=0.
 """
+
 import ctypes
 import ctypes.util
 import os
@@ -22,7 +23,12 @@ import sys
 
 M_MMAP_THRESHOLD = -3  # glibc malloc.h
 MMAP_THRESHOLD = 128 * 1024
-USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+USER_SETTINGS = (
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
+    "MALLOC_TOP_PAD_",
+    "MALLOC_MMAP_MAX_",
+)
 
 
 def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:

@@ -20,6 +20,7 @@ same command skips finished shards and a killed run loses at most the shard
 in progress. Within a shard, texts are annotated shortest first (less
 padding) and written back in input order.
 """
+
 import glob
 import io
 import json
@@ -37,7 +38,13 @@ from spacy.util import load_config
 
 from .pipeline_component import SpanDecNER, spandec_components
 
-FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "text", ".parquet": "parquet", ".spacy": "docbin"}
+FORMATS = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".txt": "text",
+    ".parquet": "parquet",
+    ".spacy": "docbin",
+}
 OUTPUT_FORMATS = ("jsonl", "parquet")
 MANIFEST_KEYS = ("inputs", "pipeline", "text_field", "shard_size", "format")
 
@@ -64,7 +71,9 @@ def input_files(spec: str) -> List[Path]:
     else:
         files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
     if not files:
-        raise ValueError(f"No input files at {spec!r}: give a file, a folder or a glob of {sorted(FORMATS)} files.")
+        raise ValueError(
+            f"No input files at {spec!r}: give a file, a folder or a glob of {sorted(FORMATS)} files."
+        )
     unknown = [str(p) for p in files if p.suffix not in FORMATS]
     if unknown:
         raise ValueError(f"Unknown input format of {unknown[:3]}: use one of {sorted(FORMATS)}.")
@@ -91,19 +100,27 @@ def _object_record(source: str, line: int, obj: Any, text_field: str) -> Record:
     if not isinstance(obj, dict):
         return Record(source, line, error=f"expected a JSON object, got {type(obj).__name__}")
     if text_field not in obj:
-        return Record(source, line, error=f"no {text_field!r} field (fields: {sorted(obj)[:8]}); set --text-field")
+        return Record(
+            source,
+            line,
+            error=f"no {text_field!r} field (fields: {sorted(obj)[:8]}); set --text-field",
+        )
     text = obj[text_field]
     if not isinstance(text, str):
-        return Record(source, line, error=f"field {text_field!r} is {type(text).__name__}, not a string")
+        return Record(
+            source, line, error=f"field {text_field!r} is {type(text).__name__}, not a string"
+        )
     return Record(source, line, text=text, fields=obj)
 
 
-def read_records(path: Path, text_field: str, vocab, data: Optional[bytes] = None) -> Iterator[Record]:
+def read_records(
+    path: Path, text_field: str, vocab, data: Optional[bytes] = None
+) -> Iterator[Record]:
     """The records of one input file (or of its bytes, `data`); line numbers
     start at 1 (Parquet: row, DocBin: doc)."""
     kind = FORMATS[path.suffix]
     if kind in ("jsonl", "text"):
-        with (io.BytesIO(data) if data is not None else path.open("rb")) as fh:
+        with io.BytesIO(data) if data is not None else path.open("rb") as fh:
             for line, raw in enumerate(fh, 1):
                 yield _text_record(str(path), line, raw.rstrip(b"\r\n"), kind, text_field)
     elif kind == "parquet":
@@ -146,16 +163,29 @@ def spans_of(doc: Doc, component: Optional[SpanDecNER]) -> Tuple[List[dict], Lis
         for span, score in zip(group, scores):
             value = None if score is None else float(score)
             score_of[(span.start_char, span.end_char, span.label_)] = value
-            spans.append({"start_char": span.start_char, "end_char": span.end_char, "label": span.label_, "score": value})
+            spans.append(
+                {
+                    "start_char": span.start_char,
+                    "end_char": span.end_char,
+                    "label": span.label_,
+                    "score": value,
+                }
+            )
     ents = [
-        {"start_char": e.start_char, "end_char": e.end_char, "label": e.label_,
-         "score": score_of.get((e.start_char, e.end_char, e.label_))}
+        {
+            "start_char": e.start_char,
+            "end_char": e.end_char,
+            "label": e.label_,
+            "score": score_of.get((e.start_char, e.end_char, e.label_)),
+        }
         for e in doc.ents
     ]
     return ents, spans
 
 
-def load_pipeline(path: str, sf_threshold: Optional[float], inference_dtype: Optional[str], gpu_id: int) -> Language:
+def load_pipeline(
+    path: str, sf_threshold: Optional[float], inference_dtype: Optional[str], gpu_id: int
+) -> Language:
     """spacy.load with the serving overrides applied to every spandec_ner
     component (as config, so n_process workers get them too)."""
     if gpu_id >= 0:
@@ -171,9 +201,13 @@ def load_pipeline(path: str, sf_threshold: Optional[float], inference_dtype: Opt
         names = []
         if config_path.exists():
             components = load_config(config_path, interpolate=False).get("components", {})
-            names = [name for name, comp in components.items() if comp.get("factory") == "spandec_ner"]
+            names = [
+                name for name, comp in components.items() if comp.get("factory") == "spandec_ner"
+            ]
         if not names:
-            raise ValueError(f"--sf-threshold / --inference-dtype need a spandec_ner component; {path} has none.")
+            raise ValueError(
+                f"--sf-threshold / --inference-dtype need a spandec_ner component; {path} has none."
+            )
         config = {"components": {name: dict(overrides) for name in names}}
     return spacy.load(path, config=config)
 
@@ -207,7 +241,9 @@ class Annotator:
             if rec.error is not None:
                 continue
             if len(rec.text) > self.nlp.max_length:
-                failed[i] = f"text of {len(rec.text)} characters is over nlp.max_length ({self.nlp.max_length}); split it"
+                failed[i] = (
+                    f"text of {len(rec.text)} characters is over nlp.max_length ({self.nlp.max_length}); split it"
+                )
             else:
                 todo.append(i)
         todo.sort(key=lambda i: len(records[i].text))  # similar lengths batch together
@@ -235,8 +271,15 @@ class Annotator:
                 out.append(Result(rec.source, rec.line, error=reason))
                 continue
             ents, spans = spans_of(docs[i], self.component)
-            out.append(Result(rec.source, rec.line, row={**rec.fields, "ents": ents, "spans": spans},
-                              doc=docs[i], words=len(docs[i])))
+            out.append(
+                Result(
+                    rec.source,
+                    rec.line,
+                    row={**rec.fields, "ents": ents, "spans": spans},
+                    doc=docs[i],
+                    words=len(docs[i]),
+                )
+            )
         return out
 
 
@@ -258,7 +301,14 @@ class ShardWriter:
         self.out = out
         self.fmt = fmt
         self.docbin = docbin
-        self.summary = {"records": 0, "annotated": 0, "failed": 0, "skipped_shards": 0, "words": 0, "entities": 0}
+        self.summary = {
+            "records": 0,
+            "annotated": 0,
+            "failed": 0,
+            "skipped_shards": 0,
+            "words": 0,
+            "entities": 0,
+        }
 
     def path(self, shard: int) -> Path:
         return self.out / f"annotations-{shard:05d}.{self.fmt}"
@@ -273,13 +323,23 @@ class ShardWriter:
 
     def write(self, shard: int, results: List[Result]) -> None:
         rows = [r.row for r in results if r.row is not None]
-        errors = [{"source": r.source, "line": r.line, "error": r.error} for r in results if r.row is None]
-        write_atomic(self.out / f"errors-{shard:05d}.jsonl", "".join(json.dumps(e) + "\n" for e in errors).encode("utf8"))
+        errors = [
+            {"source": r.source, "line": r.line, "error": r.error} for r in results if r.row is None
+        ]
+        write_atomic(
+            self.out / f"errors-{shard:05d}.jsonl",
+            "".join(json.dumps(e) + "\n" for e in errors).encode("utf8"),
+        )
         if self.docbin:
             docs = [r.doc for r in results if r.row is not None]
-            write_atomic(self.out / f"docs-{shard:05d}.spacy", DocBin(docs=docs, store_user_data=True).to_bytes())
+            write_atomic(
+                self.out / f"docs-{shard:05d}.spacy",
+                DocBin(docs=docs, store_user_data=True).to_bytes(),
+            )
         if self.fmt == "jsonl":
-            data = "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in rows)
+            data = "".join(
+                json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in rows
+            )
             write_atomic(self.path(shard), data.encode("utf8"))
         else:
             self._write_parquet(shard, rows)
@@ -293,8 +353,19 @@ class ShardWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        span = pa.list_(pa.struct([("start_char", pa.int64()), ("end_char", pa.int64()), ("label", pa.string()), ("score", pa.float64())]))
-        names = list(dict.fromkeys(key for row in rows for key in row))  # every field, in order of appearance
+        span = pa.list_(
+            pa.struct(
+                [
+                    ("start_char", pa.int64()),
+                    ("end_char", pa.int64()),
+                    ("label", pa.string()),
+                    ("score", pa.float64()),
+                ]
+            )
+        )
+        names = list(
+            dict.fromkeys(key for row in rows for key in row)
+        )  # every field, in order of appearance
         columns = {}
         for name in names:
             values = [row.get(name) for row in rows]
@@ -368,7 +439,9 @@ def annotate(
     if engine not in ("local", "ray"):
         raise ValueError(f"Unknown engine {engine!r}: use local or ray.")
     if min(shard_size, batch_size, n_process, workers) < 1:
-        raise ValueError("--shard-size, --batch-size, --n-process and --workers must be at least 1.")
+        raise ValueError(
+            "--shard-size, --batch-size, --n-process and --workers must be at least 1."
+        )
     if engine == "ray" and docbin:
         raise ValueError("--docbin needs the local engine: Docs do not travel through Ray Data.")
     files = input_files(input_spec)
@@ -376,23 +449,49 @@ def annotate(
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise ValueError('Parquet needs pyarrow: pip install "spacy-spandec[parquet]"') from None
-    check_manifest(output, {"inputs": [str(p.resolve()) for p in files],
-                            "pipeline": str(Path(pipeline).resolve()) if Path(pipeline).exists() else pipeline,
-                            "text_field": text_field, "shard_size": shard_size, "format": fmt})
+            raise ValueError(
+                'Parquet needs pyarrow: pip install "spacy-spandec[parquet]"'
+            ) from None
+    check_manifest(
+        output,
+        {
+            "inputs": [str(p.resolve()) for p in files],
+            "pipeline": str(Path(pipeline).resolve()) if Path(pipeline).exists() else pipeline,
+            "text_field": text_field,
+            "shard_size": shard_size,
+            "format": fmt,
+        },
+    )
     writer = ShardWriter(output, fmt, docbin)
     started = time.perf_counter()
     from tqdm import tqdm
 
     counts = [count_records(path) for path in files]
-    bar = tqdm(total=sum(counts), unit="doc", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=sum(counts), unit="doc", disable=not progress, file=sys.stderr, dynamic_ncols=True
+    )
     if engine == "ray":
         from .annotate_ray import annotate_with_ray
 
-        settings = {"pipeline": pipeline, "sf_threshold": sf_threshold, "inference_dtype": inference_dtype,
-                    "gpu_id": gpu_id, "batch_size": batch_size}
-        annotate_with_ray(files, counts, text_field, shard_size, writer, bar, settings,
-                          workers=workers, address=address, num_gpus=num_gpus)
+        settings = {
+            "pipeline": pipeline,
+            "sf_threshold": sf_threshold,
+            "inference_dtype": inference_dtype,
+            "gpu_id": gpu_id,
+            "batch_size": batch_size,
+        }
+        annotate_with_ray(
+            files,
+            counts,
+            text_field,
+            shard_size,
+            writer,
+            bar,
+            settings,
+            workers=workers,
+            address=address,
+            num_gpus=num_gpus,
+        )
     else:
         nlp = load_pipeline(pipeline, sf_threshold, inference_dtype, gpu_id)
         annotator = Annotator(nlp, batch_size, n_process)

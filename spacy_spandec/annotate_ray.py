@@ -8,19 +8,32 @@ plain columns (JSON strings, never Docs). The driver takes the results in
 input order and writes the same shards, errors files and summary as the local
 engine, so the two give identical output and a rerun skips finished shards.
 """
+
 import json
 import math
 import os
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
-from .annotate import Annotator, Record, Result, ShardWriter, _json_default, load_pipeline, read_records
+from .annotate import (
+    Annotator,
+    Record,
+    Result,
+    ShardWriter,
+    _json_default,
+    load_pipeline,
+    read_records,
+)
 
 READER_CPUS = 0.25
 
 
 def parse_file(
-    item: Dict[str, Any], text_field: str, files: Dict[str, Tuple[str, int]], shard_size: int, done: Set[int]
+    item: Dict[str, Any],
+    text_field: str,
+    files: Dict[str, Tuple[str, int]],
+    shard_size: int,
+    done: Set[int],
 ) -> Iterator[Dict[str, Any]]:
     """File bytes -> one row per record, numbered across all input files,
     without the records of finished shards. `files` maps a resolved path to
@@ -32,9 +45,14 @@ def parse_file(
         if (offset + rec.line - 1) // shard_size in done:
             continue
         yield {
-            "index": offset + rec.line - 1, "source": rec.source, "line": rec.line,
-            "text": rec.text, "error": rec.error,
-            "fields": None if rec.error else json.dumps(rec.fields, ensure_ascii=False, default=_json_default),
+            "index": offset + rec.line - 1,
+            "source": rec.source,
+            "line": rec.line,
+            "text": rec.text,
+            "error": rec.error,
+            "fields": None
+            if rec.error
+            else json.dumps(rec.fields, ensure_ascii=False, default=_json_default),
             "words": [t.text for t in rec.doc] if rec.doc is not None else None,
             "spaces": [bool(t.whitespace_) for t in rec.doc] if rec.doc is not None else None,
         }
@@ -47,7 +65,12 @@ class PipelineActor:
         import torch
 
         torch.set_num_threads(max(1, threads))
-        self.nlp = load_pipeline(settings["pipeline"], settings["sf_threshold"], settings["inference_dtype"], settings["gpu_id"])
+        self.nlp = load_pipeline(
+            settings["pipeline"],
+            settings["sf_threshold"],
+            settings["inference_dtype"],
+            settings["gpu_id"],
+        )
         self.annotator = Annotator(self.nlp, settings["batch_size"])
 
     def __call__(self, batch: Any) -> Any:
@@ -60,17 +83,31 @@ class PipelineActor:
             if item["words"]:
                 doc = Doc(self.nlp.vocab, words=item["words"], spaces=item["spaces"])
             fields = json.loads(item["fields"]) if item["fields"] is not None else {}
-            records.append(Record(item["source"], item["line"], text=item["text"], fields=fields, doc=doc, error=item["error"]))
+            records.append(
+                Record(
+                    item["source"],
+                    item["line"],
+                    text=item["text"],
+                    fields=fields,
+                    doc=doc,
+                    error=item["error"],
+                )
+            )
         results = self.annotator.results(records)
-        rows = [None if r.row is None else json.dumps(r.row, ensure_ascii=False, default=_json_default) for r in results]
-        return pa.table({
-            "index": pa.array(batch.column("index").to_pylist(), pa.int64()),
-            "source": pa.array([r.source for r in results], pa.string()),
-            "line": pa.array([r.line for r in results], pa.int64()),
-            "row": pa.array(rows, pa.string()),
-            "error": pa.array([r.error for r in results], pa.string()),
-            "words": pa.array([r.words for r in results], pa.int64()),
-        })
+        rows = [
+            None if r.row is None else json.dumps(r.row, ensure_ascii=False, default=_json_default)
+            for r in results
+        ]
+        return pa.table(
+            {
+                "index": pa.array(batch.column("index").to_pylist(), pa.int64()),
+                "source": pa.array([r.source for r in results], pa.string()),
+                "line": pa.array([r.line for r in results], pa.int64()),
+                "row": pa.array(rows, pa.string()),
+                "error": pa.array([r.error for r in results], pa.string()),
+                "words": pa.array([r.words for r in results], pa.int64()),
+            }
+        )
 
 
 def annotate_with_ray(
@@ -95,7 +132,9 @@ def annotate_with_ray(
     if started_here:
         # No --address: a local Ray instance on this machine.
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # offline machines: no usage report
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        ray.init(
+            address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True
+        )
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
@@ -115,12 +154,23 @@ def annotate_with_ray(
         # a task that asks for more than the actors leave free is never scheduled.
         cpus = float(ray.available_resources().get("CPU", os.cpu_count() or 1))
         per_worker = max(0.5, (cpus - 2 * READER_CPUS) / workers)
-        ds = ray.data.read_binary_files([str(p.resolve()) for p in files], include_paths=True, num_cpus=READER_CPUS)
-        kwargs = {"text_field": text_field, "files": numbered, "shard_size": shard_size, "done": done}
+        ds = ray.data.read_binary_files(
+            [str(p.resolve()) for p in files], include_paths=True, num_cpus=READER_CPUS
+        )
+        kwargs = {
+            "text_field": text_field,
+            "files": numbered,
+            "shard_size": shard_size,
+            "done": done,
+        }
         ds = ds.flat_map(parse_file, fn_kwargs=kwargs, num_cpus=READER_CPUS)
         ds = ds.map_batches(
-            PipelineActor, fn_constructor_args=(settings, max(1, round(per_worker))), batch_size=max(settings["batch_size"], 64),
-            batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=per_worker,
+            PipelineActor,
+            fn_constructor_args=(settings, max(1, round(per_worker))),
+            batch_size=max(settings["batch_size"], 64),
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=per_worker,
             num_gpus=num_gpus or None,
         )
         pending: List[Result] = []
@@ -133,7 +183,15 @@ def annotate_with_ray(
                 pending = []
             shard = index // shard_size
             data = json.loads(row["row"]) if row["row"] is not None else None
-            pending.append(Result(str(row["source"]), int(row["line"]), row=data, error=row["error"], words=int(row["words"])))
+            pending.append(
+                Result(
+                    str(row["source"]),
+                    int(row["line"]),
+                    row=data,
+                    error=row["error"],
+                    words=int(row["words"]),
+                )
+            )
         if pending:
             writer.write(shard, pending)
             bar.update(len(pending))

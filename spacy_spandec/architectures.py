@@ -1,4 +1,5 @@
 """Registered architectures: the versioned names that configs refer to."""
+
 from typing import List
 
 from spacy.tokens import Doc
@@ -82,19 +83,36 @@ def build_span_decoder_v1(
     The other arguments are those of SpanDecoder.v2.
     """
     if position_init not in POSITION_INITS:
-        raise ValueError(f"position_init must be one of {list(POSITION_INITS)}, got {position_init!r}.")
+        raise ValueError(
+            f"position_init must be one of {list(POSITION_INITS)}, got {position_init!r}."
+        )
     if position_key_scale <= 0:
         raise ValueError(f"position_key_scale must be positive, got {position_key_scale}.")
     model = build_span_decoder(
-        tok2vec, max_span_length, n_heads, mlp_ratio, dropout, context_window, block_size, span_filter, mixed_precision
+        tok2vec,
+        max_span_length,
+        n_heads,
+        mlp_ratio,
+        dropout,
+        context_window,
+        block_size,
+        span_filter,
+        mixed_precision,
     )
     # The PyTorch net is built from these attrs at initialization (net_config).
-    model.attrs.update(positions="absolute", position_init=position_init, position_key_scale=position_key_scale)
+    model.attrs.update(
+        positions="absolute", position_init=position_init, position_key_scale=position_key_scale
+    )
     return model
 
 
 def _check_shape(
-    max_span_length: int, n_heads: int, block_size: int, context_window: int, dropout: float, mlp_ratio: float
+    max_span_length: int,
+    n_heads: int,
+    block_size: int,
+    context_window: int,
+    dropout: float,
+    mlp_ratio: float,
 ) -> None:
     if max_span_length < 1:
         raise ValueError(

@@ -20,6 +20,7 @@ in place), so both variants decode alike.
         [--outside-biases=0,-0.5,-1,-2 --bias-output training/model-best]
         [--label-biases=-1,-0.5,0,0.5,1 [--average macro]] [--temperature]
 """
+
 import argparse
 import json
 import shutil
@@ -57,7 +58,9 @@ class Decoded:
     after: List[Any]
 
 
-def _upstream(nlp: spacy.Language, examples: List[Example], name: str) -> Tuple[List[Doc], List[Any]]:
+def _upstream(
+    nlp: spacy.Language, examples: List[Example], name: str
+) -> Tuple[List[Doc], List[Any]]:
     """The docs after the components before `name` (run once), and the components after it."""
     position = nlp.pipe_names.index(name)
     docs = [eg.predicted for eg in examples]
@@ -131,7 +134,9 @@ def sweep(
                 scored = _run(component, docs)
                 for pipe in after:
                     scored = _run(pipe, scored)
-                scores = component.score([Example(d, eg.reference) for d, eg in zip(scored, examples)])
+                scores = component.score(
+                    [Example(d, eg.reference) for d, eg in zip(scored, examples)]
+                )
             rows.append(
                 {
                     key: float(threshold),
@@ -181,8 +186,15 @@ def tune_label_biases(
                     component.label_biases = {**biases, label: float(value)}
                     scores = rescore(component, decoded)
                     tried.append((f1_of(scores, average), -abs(value), float(value)))
-                    steps.append({"round": round_, "label": label, "bias": float(value),
-                                  "f1": f1_of(scores, average), "seqeval_f": float(scores["seqeval_f"] or 0.0)})
+                    steps.append(
+                        {
+                            "round": round_,
+                            "label": label,
+                            "bias": float(value),
+                            "f1": f1_of(scores, average),
+                            "seqeval_f": float(scores["seqeval_f"] or 0.0),
+                        }
+                    )
                 biases[label] = max(tried)[2]
         component.label_biases = biases
         after = rescore(component, decoded)
@@ -194,8 +206,9 @@ def tune_label_biases(
 TEMPERATURES = tuple(float(t) for t in numpy.round(numpy.geomspace(0.25, 8.0, 41), 4))
 
 
-def fit_temperature(component: Any, decoded: Decoded,
-                    grid: Sequence[float] = TEMPERATURES) -> Tuple[float, List[Dict[str, float]]]:
+def fit_temperature(
+    component: Any, decoded: Decoded, grid: Sequence[float] = TEMPERATURES
+) -> Tuple[float, List[Dict[str, float]]]:
     """The temperature that makes the scores of the predicted spans honest:
     the lowest negative log-likelihood, on dev, of "this predicted span is
     gold" under its score. (The NLL of every candidate's class would be ruled
@@ -211,19 +224,30 @@ def fit_temperature(component: Any, decoded: Decoded,
     all_logits, all_targets = numpy.concatenate(logits), numpy.concatenate(targets)
     best = all_logits.argmax(axis=1)
     spans = best > 0
-    z, best, correct = all_logits[spans], best[spans], (all_targets[spans] == best[spans]).astype("float64")
+    z, best, correct = (
+        all_logits[spans],
+        best[spans],
+        (all_targets[spans] == best[spans]).astype("float64"),
+    )
     rows = numpy.arange(z.shape[0])
     nll = []
     for t in grid:
         score = numpy.clip(softmax(z / t)[rows, best].astype("float64"), 1e-7, 1 - 1e-7)
-        value = -(correct * numpy.log(score) + (1 - correct) * numpy.log(1 - score)).mean() if len(rows) else 0.0
+        value = (
+            -(correct * numpy.log(score) + (1 - correct) * numpy.log(1 - score)).mean()
+            if len(rows)
+            else 0.0
+        )
         nll.append({"temperature": float(t), "nll": float(value)})
     return min(nll, key=lambda r: r["nll"])["temperature"], nll
 
 
 def per_label(scores: Dict[str, object]) -> Dict[str, Dict[str, float]]:
     """Per-label P/R/F of a score dict (ents_per_type), rounded for reports."""
-    return {label: {k: round(float(v), 4) for k, v in prf.items()} for label, prf in (scores.get("ents_per_type") or {}).items()}
+    return {
+        label: {k: round(float(v), 4) for k, v in prf.items()}
+        for label, prf in (scores.get("ents_per_type") or {}).items()
+    }
 
 
 def _run(pipe: object, docs: List) -> List:
@@ -244,7 +268,9 @@ def choose_bias(rows: List[Dict[str, float]]) -> Dict[str, float]:
     return max(rows, key=lambda row: (row["seqeval_f"], -abs(row["outside_bias"])))
 
 
-def write_settings(model_dir: Path, output_dir: Path, name: str, settings: Dict[str, object]) -> None:
+def write_settings(
+    model_dir: Path, output_dir: Path, name: str, settings: Dict[str, object]
+) -> None:
     """Copy the pipeline to `output_dir` (unless it is the same) and write
     `settings` (component config values) into its config.cfg."""
     if output_dir.resolve() != model_dir.resolve():
@@ -284,17 +310,37 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("dev", type=Path, help="dev DocBin (.spacy)")
     parser.add_argument("output", type=Path, help="pipeline directory to write (may equal model)")
     parser.add_argument("--thresholds", default=",".join(str(t) for t in DEFAULT_THRESHOLDS))
-    parser.add_argument("--outside-biases", default="",
-                        help="comma-separated O-logit offsets to tune first (e.g. 0,-0.5,-1,-2); empty: keep the model's")
-    parser.add_argument("--bias-output", type=Path, default=None,
-                        help="also write the tuned outside_bias into this pipeline (may equal model)")
-    parser.add_argument("--label-biases", default="",
-                        help="comma-separated logit offsets to try per label after the O bias (e.g. -1,-0.5,0,0.5,1); "
-                        "empty: keep the model's")
-    parser.add_argument("--average", choices=["micro", "macro"], default="micro", help="F1 that --label-biases maximises")
-    parser.add_argument("--temperature", action="store_true",
-                        help="fit the scores' temperature on dev (a predicted span's score = the chance it is gold) and write it")
-    parser.add_argument("--tolerance", type=float, default=0.2, help="F1 points below the best allowed")
+    parser.add_argument(
+        "--outside-biases",
+        default="",
+        help="comma-separated O-logit offsets to tune first (e.g. 0,-0.5,-1,-2); empty: keep the model's",
+    )
+    parser.add_argument(
+        "--bias-output",
+        type=Path,
+        default=None,
+        help="also write the tuned outside_bias into this pipeline (may equal model)",
+    )
+    parser.add_argument(
+        "--label-biases",
+        default="",
+        help="comma-separated logit offsets to try per label after the O bias (e.g. -1,-0.5,0,0.5,1); "
+        "empty: keep the model's",
+    )
+    parser.add_argument(
+        "--average",
+        choices=["micro", "macro"],
+        default="micro",
+        help="F1 that --label-biases maximises",
+    )
+    parser.add_argument(
+        "--temperature",
+        action="store_true",
+        help="fit the scores' temperature on dev (a predicted span's score = the chance it is gold) and write it",
+    )
+    parser.add_argument(
+        "--tolerance", type=float, default=0.2, help="F1 points below the best allowed"
+    )
     parser.add_argument("--limit", type=int, default=0, help="use the first N dev docs (0 = all)")
     parser.add_argument("--results", type=Path, default=None, help="JSON of the sweep")
     parser.add_argument("--plot", type=Path, default=None, help="PNG of F1 and kept fraction")
@@ -317,10 +363,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         component.outside_bias = choose_bias(bias_rows)["outside_bias"]
         result.update({"outside_bias": component.outside_bias, "bias_sweep": bias_rows})
     if label_grid:
-        component.label_biases, steps, before, after = tune_label_biases(component, decoded, label_grid, args.average)
-        result.update({"label_biases": component.label_biases, "average": args.average, "label_bias_steps": steps,
-                       "dev_before": {"seqeval_f": before["seqeval_f"], "per_label": per_label(before)},
-                       "dev_after": {"seqeval_f": after["seqeval_f"], "per_label": per_label(after)}})
+        component.label_biases, steps, before, after = tune_label_biases(
+            component, decoded, label_grid, args.average
+        )
+        result.update(
+            {
+                "label_biases": component.label_biases,
+                "average": args.average,
+                "label_bias_steps": steps,
+                "dev_before": {"seqeval_f": before["seqeval_f"], "per_label": per_label(before)},
+                "dev_after": {"seqeval_f": after["seqeval_f"], "per_label": per_label(after)},
+            }
+        )
     if args.temperature:
         component.temperature, nll = fit_temperature(component, decoded)
         result.update({"temperature": component.temperature, "temperature_nll": nll})

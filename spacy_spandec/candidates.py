@@ -4,6 +4,7 @@ Every span (i, j) with j - i < max_span_length inside one doc is a candidate.
 The same enumeration serves the model (what to decode), the component (which
 gold spans are reachable) and the benchmark (how many spans there are).
 """
+
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -27,7 +28,9 @@ class Candidates:
     def select(self, mask: numpy.ndarray) -> "Candidates":
         return Candidates(self.doc_ids[mask], self.starts[mask], self.ends[mask])
 
-    def without_space_boundaries(self, is_space: numpy.ndarray, offsets: numpy.ndarray) -> "Candidates":
+    def without_space_boundaries(
+        self, is_space: numpy.ndarray, offsets: numpy.ndarray
+    ) -> "Candidates":
         """Drop spans that start or end on a whitespace token, as spaCy's
         `ner` does: an entity never begins or ends with "\n" or "  "."""
         if not is_space.any():
@@ -100,7 +103,9 @@ def attention_blocks(
     doc_ids = numpy.repeat(numpy.arange(lengths.shape[0], dtype="int64"), n_blocks)
     block_starts = (numpy.arange(int(n_blocks.sum()), dtype="int64") - first[doc_ids]) * block_size
     lo = numpy.maximum(block_starts - context_window, 0)
-    hi = numpy.minimum(block_starts + block_size + max_span_length - 1 + context_window, lengths[doc_ids])
+    hi = numpy.minimum(
+        block_starts + block_size + max_span_length - 1 + context_window, lengths[doc_ids]
+    )
     return AttentionBlocks(doc_ids, block_starts, lo, hi - lo, first)
 
 

@@ -29,6 +29,7 @@ CLI (writes ``OUTPUT_DIR/{train,dev,test}.spacy``, for crossner also
         [--granularity sentence|chunk] [--max-tokens 74] [--limit K]
     python -m spacy_spandec.corpus stats DATASET RAW_DIR [same options]
 """
+
 import argparse
 import gzip
 import json
@@ -204,7 +205,9 @@ def dataset_splits(dataset: str, raw_dir: Path) -> Dict[str, List[Source]]:
             return Source(f"crossner_{name}/{split}", raw / name / f"{split}.txt", read_tsv)
 
         conll = [
-            Source(f"conllpp/{s}", raw / "conllpp" / f"conllpp_{s}.txt", read_conll, CONLL_TO_CROSSNER)
+            Source(
+                f"conllpp/{s}", raw / "conllpp" / f"conllpp_{s}.txt", read_conll, CONLL_TO_CROSSNER
+            )
             for s in ("train", "dev")
         ]
         splits = {
@@ -220,7 +223,12 @@ def dataset_splits(dataset: str, raw_dir: Path) -> Dict[str, List[Source]]:
 def check_raw_files(dataset: str, raw_dir: Path) -> None:
     """Fail before converting anything if a raw file is missing, naming it."""
     missing = sorted(
-        {str(s.path) for sources in dataset_splits(dataset, raw_dir).values() for s in sources if not s.path.is_file()}
+        {
+            str(s.path)
+            for sources in dataset_splits(dataset, raw_dir).values()
+            for s in sources
+            if not s.path.is_file()
+        }
     )
     if missing:
         raise FileNotFoundError(
@@ -279,7 +287,12 @@ def sentences_to_doc(
     return doc
 
 
-def source_docs(vocab: Vocab, source: Source, granularity: str = "sentence", max_tokens: int = DEFAULT_MAX_TOKENS) -> Iterator[Doc]:
+def source_docs(
+    vocab: Vocab,
+    source: Source,
+    granularity: str = "sentence",
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> Iterator[Doc]:
     """Samples of one raw file: one doc per sentence, or per chunk of
     sentences of one document (`granularity="chunk"`)."""
     if granularity not in GRANULARITIES:
@@ -414,37 +427,69 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         description="Convert raw NER benchmark files to spaCy DocBin corpora.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    convert_cmd = commands.add_parser("convert", help="write OUTPUT_DIR/<split>.spacy and stats.json")
+    convert_cmd = commands.add_parser(
+        "convert", help="write OUTPUT_DIR/<split>.spacy and stats.json"
+    )
     stats_cmd = commands.add_parser(
         "stats",
         help="print per-raw-file statistics (comparable to verify.py --json) and per-split statistics",
     )
     for cmd in (convert_cmd, stats_cmd):
         cmd.add_argument("dataset", choices=DATASETS)
-        cmd.add_argument("raw_dir", type=Path, help="the dataset's raw folder (layout: module docstring)")
+        cmd.add_argument(
+            "raw_dir", type=Path, help="the dataset's raw folder (layout: module docstring)"
+        )
     convert_cmd.add_argument("output_dir", type=Path)
     for cmd in (convert_cmd, stats_cmd):
-        cmd.add_argument("--granularity", choices=GRANULARITIES, default="sentence",
-                         help="one sample per sentence, or per chunk of consecutive sentences of one document")
-        cmd.add_argument("--max-tokens", type=_positive_int, default=DEFAULT_MAX_TOKENS,
-                         help="chunk size limit in tokens (chunk granularity only)")
-        cmd.add_argument("--limit", type=_non_negative_int, default=0,
-                         help="keep only the first K samples of each split (0: all)")
+        cmd.add_argument(
+            "--granularity",
+            choices=GRANULARITIES,
+            default="sentence",
+            help="one sample per sentence, or per chunk of consecutive sentences of one document",
+        )
+        cmd.add_argument(
+            "--max-tokens",
+            type=_positive_int,
+            default=DEFAULT_MAX_TOKENS,
+            help="chunk size limit in tokens (chunk granularity only)",
+        )
+        cmd.add_argument(
+            "--limit",
+            type=_non_negative_int,
+            default=0,
+            help="keep only the first K samples of each split (0: all)",
+        )
     args = parser.parse_args(argv)
     try:
         if args.command == "convert":
-            report = convert(args.dataset, args.raw_dir, args.output_dir, args.granularity, args.max_tokens, args.limit)
+            report = convert(
+                args.dataset,
+                args.raw_dir,
+                args.output_dir,
+                args.granularity,
+                args.max_tokens,
+                args.limit,
+            )
             for split, stats in report["splits"].items():
-                print(f"{args.output_dir / (split + '.spacy')}: {stats['samples']} samples, "
-                      f"{stats['sentences']} sentences, {stats['tokens']} tokens, {stats['mentions']} mentions")
+                print(
+                    f"{args.output_dir / (split + '.spacy')}: {stats['samples']} samples, "
+                    f"{stats['sentences']} sentences, {stats['tokens']} tokens, {stats['mentions']} mentions"
+                )
         else:
             check_raw_files(args.dataset, args.raw_dir)
             vocab = Vocab()
             splits = {
-                split: corpus_stats(split_docs(vocab, sources, args.granularity, args.max_tokens, args.limit))
+                split: corpus_stats(
+                    split_docs(vocab, sources, args.granularity, args.max_tokens, args.limit)
+                )
                 for split, sources in dataset_splits(args.dataset, args.raw_dir).items()
             }
-            print(json.dumps({"sources": source_stats(args.dataset, args.raw_dir), "splits": splits}, indent=1))
+            print(
+                json.dumps(
+                    {"sources": source_stats(args.dataset, args.raw_dir), "splits": splits},
+                    indent=1,
+                )
+            )
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

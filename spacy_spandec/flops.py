@@ -10,6 +10,7 @@ S is the sample length in wordpieces, M the number of span-marker tokens
 these give its Table 3/5 figures: token classification 1.9 GFLOPs,
 PL-Marker 15.8 (15.9 here), SpanDec 2.9.
 """
+
 from dataclasses import dataclass
 
 
@@ -44,10 +45,14 @@ def token_classification(shape: EncoderShape, S: float) -> float:
 
 def pl_marker(shape: EncoderShape, S: float, M: float) -> float:
     """Markers are packed into the encoder input and go through every layer."""
-    return shape.n_layers * (text_block(S, shape.hidden, shape.ffn) + marker_block(S, M, shape.hidden, shape.ffn))
+    return shape.n_layers * (
+        text_block(S, shape.hidden, shape.ffn) + marker_block(S, M, shape.hidden, shape.ffn)
+    )
 
 
-def spandec(shape: EncoderShape, S: float, M: float, encoder_layers: int, kept: float = 1.0) -> float:
+def spandec(
+    shape: EncoderShape, S: float, M: float, encoder_layers: int, kept: float = 1.0
+) -> float:
     """`encoder_layers` text blocks, then one decoder block over the kept
     fraction of the markers (kept=1: SpanDec, kept<1: SF-SpanDec). The span
     filter's one linear per token is negligible.
@@ -61,7 +66,16 @@ def spandec(shape: EncoderShape, S: float, M: float, encoder_layers: int, kept: 
     )
 
 
-def transition_ner(shape: EncoderShape, S: float, hidden_width: int = 64, maxout_pieces: int = 2, n_features: int = 3) -> float:
+def transition_ner(
+    shape: EncoderShape,
+    S: float,
+    hidden_width: int = 64,
+    maxout_pieces: int = 2,
+    n_features: int = 3,
+) -> float:
     """spaCy's `ner`: the encoder plus the parser's per-token precomputed
     hidden layer (n_features x hidden_width x maxout_pieces outputs)."""
-    return token_classification(shape, S) + 2 * S * shape.hidden * n_features * hidden_width * maxout_pieces
+    return (
+        token_classification(shape, S)
+        + 2 * S * shape.hidden * n_features * hidden_width * maxout_pieces
+    )

@@ -5,6 +5,7 @@ then linear decay, and a higher learning rate (x10) for newly initialised
 weights. Thinc optimizers have one global rate; the per-parameter factor is
 applied through Thinc's own `lr_scale` hook, keyed on parameter names.
 """
+
 from fnmatch import fnmatchcase
 from typing import Iterable, List, Sequence, Tuple
 

@@ -1,4 +1,5 @@
 """The `spandec_ner` pipeline component: SpanDec / SF-SpanDec as a TrainablePipe."""
+
 import math
 import warnings
 from contextlib import contextmanager
@@ -15,7 +16,13 @@ from spacy.util import SimpleFrozenList
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
-from .layers.spandec_model import SpanDecoderLoadError, SpanDecOutput, decoder_net, is_built, using_net
+from .layers.spandec_model import (
+    SpanDecoderLoadError,
+    SpanDecOutput,
+    decoder_net,
+    is_built,
+    using_net,
+)
 from .scoring import gold_spans
 from .serving import check_inference_dtype, invalidate, serving_view
 
@@ -263,7 +270,11 @@ class SpanDecNER(TrainablePipe):
 
     @outside_bias.setter
     def outside_bias(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
             raise ValueError(
                 f"outside_bias must be a finite number (an offset of the O logit), got {value!r}. "
                 "Use 0 for the plain argmax, a negative value to predict more entities."
@@ -279,10 +290,18 @@ class SpanDecNER(TrainablePipe):
     @label_biases.setter
     def label_biases(self, value: Mapping[str, float]) -> None:
         if not isinstance(value, Mapping):
-            raise ValueError(f"label_biases must be a mapping of label to offset, got {type(value).__name__}.")
+            raise ValueError(
+                f"label_biases must be a mapping of label to offset, got {type(value).__name__}."
+            )
         for label, bias in value.items():
-            if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
-                raise ValueError(f"label_biases[{label!r}] must be a finite number (an offset of its logit), got {bias!r}.")
+            if (
+                isinstance(bias, bool)
+                or not isinstance(bias, (int, float))
+                or not math.isfinite(bias)
+            ):
+                raise ValueError(
+                    f"label_biases[{label!r}] must be a finite number (an offset of its logit), got {bias!r}."
+                )
         self._label_biases = {str(label): float(bias) for label, bias in value.items()}
 
     @property
@@ -292,8 +311,14 @@ class SpanDecNER(TrainablePipe):
 
     @temperature.setter
     def temperature(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-            raise ValueError(f"temperature must be a positive finite number, got {value!r}. 1 leaves the scores as they are.")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not (math.isfinite(value) and value > 0)
+        ):
+            raise ValueError(
+                f"temperature must be a positive finite number, got {value!r}. 1 leaves the scores as they are."
+            )
         self._temperature = float(value)
 
     def _decoding_offsets(self) -> Optional[numpy.ndarray]:
@@ -420,7 +445,9 @@ class SpanDecNER(TrainablePipe):
             for k in order:
                 j = lo + int(k)
                 spans.append(
-                    Span(doc, int(ent_starts[j]), int(ent_ends[j]), label=labels[int(ent_labels[j])])
+                    Span(
+                        doc, int(ent_starts[j]), int(ent_ends[j]), label=labels[int(ent_labels[j])]
+                    )
                 )
                 span_scores.append(float(ent_scores[j]))
             group = SpanGroup(doc, name=self.spans_key, spans=spans)
@@ -471,7 +498,9 @@ class SpanDecNER(TrainablePipe):
         if labels is None:
             found = set()
             for eg in get_examples():
-                found.update(span.label_ for span in gold_spans(eg, self.gold_spans_key, aligned=False))
+                found.update(
+                    span.label_ for span in gold_spans(eg, self.gold_spans_key, aligned=False)
+                )
             labels = sorted(found)
         for label in labels:
             if not isinstance(label, str):
@@ -596,7 +625,10 @@ class SpanDecNER(TrainablePipe):
             n_tokens = max(token_logits.shape[0], 1)
             probs = 1.0 / (1.0 + numpy.exp(-token_logits))
             eps = 1e-7
-            bce = -(token_targets * numpy.log(probs + eps) + (1 - token_targets) * numpy.log(1 - probs + eps))
+            bce = -(
+                token_targets * numpy.log(probs + eps)
+                + (1 - token_targets) * numpy.log(1 - probs + eps)
+            )
             loss += self.sf_loss_weight * float(bce.sum() / n_tokens)
             d_token_logits = ops.asarray1f(self.sf_loss_weight * (probs - token_targets) / n_tokens)
         return loss, (ops.asarray2f(d_logits.astype("float32")), d_token_logits)
@@ -633,7 +665,9 @@ class SpanDecNER(TrainablePipe):
 
     # Serialization ------------------------------------------------------------
 
-    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = SimpleFrozenList()) -> "SpanDecNER":
+    def from_bytes(
+        self, bytes_data: bytes, *, exclude: Iterable[str] = SimpleFrozenList()
+    ) -> "SpanDecNER":
         """Load the component; corrupt or mismatched data raises SpanDecoderLoadError.
 
         bytes_data (bytes): the data from `to_bytes`.
@@ -646,7 +680,9 @@ class SpanDecNER(TrainablePipe):
         self._threshold_to_model()
         return self
 
-    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = SimpleFrozenList()) -> "SpanDecNER":
+    def from_disk(
+        self, path: Union[str, Path], *, exclude: Iterable[str] = SimpleFrozenList()
+    ) -> "SpanDecNER":
         """Load the component; corrupt, missing or mismatched files raise
         SpanDecoderLoadError.
 

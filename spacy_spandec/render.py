@@ -6,6 +6,7 @@ displaCy's `ent` style shows only the flat `doc.ents` and no scores; the span
 style draws overlapping spans but takes labels only, so the score goes into
 the label text and each scored label gets its base label's colour.
 """
+
 from contextlib import contextmanager
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -17,7 +18,18 @@ from spacy.tokens import Doc
 from .pipeline_component import SpanDecNER, spandec_components
 
 # Colours for labels displaCy has none for (benchmark labels such as PER, Chemical).
-PALETTE = ("#7aecec", "#bfeeb7", "#feca74", "#ff9561", "#aa9cfc", "#c887fb", "#9cc9cc", "#ffeb80", "#e4e7d2", "#f0d0ff")
+PALETTE = (
+    "#7aecec",
+    "#bfeeb7",
+    "#feca74",
+    "#ff9561",
+    "#aa9cfc",
+    "#c887fb",
+    "#9cc9cc",
+    "#ffeb80",
+    "#e4e7d2",
+    "#f0d0ff",
+)
 PRUNED_COLOR = "#dddddd"
 
 SpanInfo = Tuple[int, int, str, float]  # start token, end token (exclusive), label, score
@@ -75,7 +87,9 @@ def _colors(labels: Iterable[str]) -> Dict[str, str]:
     return colors
 
 
-def render_data(doc: Doc, spans: Sequence[SpanInfo], pruned: Sequence[SpanInfo] = ()) -> Tuple[Dict[str, Any], Dict[str, str]]:
+def render_data(
+    doc: Doc, spans: Sequence[SpanInfo], pruned: Sequence[SpanInfo] = ()
+) -> Tuple[Dict[str, Any], Dict[str, str]]:
     """displaCy's manual span data for doc, each label reading "LABEL 0.97"
     (pruned ones "LABEL 0.91 pruned"), and the colour of every such label."""
     base = _colors([label for _, _, label, _ in list(spans) + list(pruned)])
@@ -84,10 +98,22 @@ def render_data(doc: Doc, spans: Sequence[SpanInfo], pruned: Sequence[SpanInfo] 
         for start, end, label, score in group:
             shown = f"{label} {score:.2f}{suffix}"
             colors[shown] = PRUNED_COLOR if suffix else base[label]
-            items.append({"start_token": start, "end_token": end, "label": shown,
-                          "start": doc[start].idx, "end": doc[end - 1].idx + len(doc[end - 1])})
+            items.append(
+                {
+                    "start_token": start,
+                    "end_token": end,
+                    "label": shown,
+                    "start": doc[start].idx,
+                    "end": doc[end - 1].idx + len(doc[end - 1]),
+                }
+            )
     items.sort(key=lambda s: (s["start_token"], -s["end_token"]))
-    data = {"text": doc.text, "spans": items, "tokens": [t.text for t in doc], "title": doc.user_data.get("title")}
+    data = {
+        "text": doc.text,
+        "spans": items,
+        "tokens": [t.text for t in doc],
+        "title": doc.user_data.get("title"),
+    }
     return data, colors
 
 
@@ -121,5 +147,6 @@ def render(
         data, doc_colors = render_data(doc, scored_spans(doc, spans_key), pruned)
         parsed.append(data)
         colors.update(doc_colors)
-    return displacy.render(parsed, style="span", manual=True, page=page, jupyter=jupyter,
-                           options={"colors": colors})
+    return displacy.render(
+        parsed, style="span", manual=True, page=page, jupyter=jupyter, options={"colors": colors}
+    )

@@ -3,6 +3,7 @@
 Everything is computed on the predicted tokenization, with gold spans
 aligned onto it, so the three metrics see the same spans.
 """
+
 from typing import Any, Dict, Iterable, List, Optional
 
 from seqeval.metrics import f1_score, precision_score, recall_score
@@ -14,7 +15,9 @@ from spacy.util import registry
 from .tags import spans_to_bio
 
 
-def gold_spans(example: Example, gold_spans_key: Optional[str], *, aligned: bool = True) -> List[Span]:
+def gold_spans(
+    example: Example, gold_spans_key: Optional[str], *, aligned: bool = True
+) -> List[Span]:
     """The gold spans of an example: its reference doc.ents, or (nested)
     doc.spans[gold_spans_key].
 
@@ -64,7 +67,9 @@ def score_ents(examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
 RELIABILITY_BINS = 10
 
 
-def reliability(confidences: List[float], correct: List[bool], n_bins: int = RELIABILITY_BINS) -> Dict[str, Any]:
+def reliability(
+    confidences: List[float], correct: List[bool], n_bins: int = RELIABILITY_BINS
+) -> Dict[str, Any]:
     """Expected calibration error and the reliability table of predicted
     spans: is a span scored 0.9 right 90% of the time? Equal-width bins of
     the score; ECE is the mean |accuracy - confidence| weighted by bin size.
@@ -77,14 +82,20 @@ def reliability(confidences: List[float], correct: List[bool], n_bins: int = REL
     total, ece = len(confidences), 0.0
     for i in range(n_bins):
         lo, hi = i / n_bins, (i + 1) / n_bins
-        members = [(c, ok) for c, ok in zip(confidences, correct) if lo <= c < hi or (i == n_bins - 1 and c == hi)]
+        members = [
+            (c, ok)
+            for c, ok in zip(confidences, correct)
+            if lo <= c < hi or (i == n_bins - 1 and c == hi)
+        ]
         if not members:
             bins.append({"lo": lo, "hi": hi, "n": 0, "confidence": None, "accuracy": None})
             continue
         confidence = sum(c for c, _ in members) / len(members)
         accuracy = sum(ok for _, ok in members) / len(members)
         ece += len(members) / total * abs(accuracy - confidence)
-        bins.append({"lo": lo, "hi": hi, "n": len(members), "confidence": confidence, "accuracy": accuracy})
+        bins.append(
+            {"lo": lo, "hi": hi, "n": len(members), "confidence": confidence, "accuracy": accuracy}
+        )
     return {"ece": ece if total else None, "bins": bins}
 
 

@@ -14,6 +14,7 @@ that computes the decoder's weight-only tables (query projections per
 position) once instead of once per batch. Training and serialization always
 use the float32 weights, and a view is rebuilt after the weights change.
 """
+
 import copy
 import warnings
 import weakref
@@ -86,11 +87,14 @@ def quantize_decoder(net: nn.Module) -> nn.Module:
     names = {
         name
         for name, module in net.named_modules()
-        if isinstance(module, nn.Linear) and name.startswith(DECODER_PREFIX)
+        if isinstance(module, nn.Linear)
+        and name.startswith(DECODER_PREFIX)
         and name[len(DECODER_PREFIX) :] in PER_SPAN_LINEARS
     }
     with _quiet_quantization():
-        quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(net), names, dtype=torch.qint8)
+        quantized = torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(net), names, dtype=torch.qint8
+        )
     quantized.eval()
     return quantized
 
@@ -172,7 +176,9 @@ def transformer_modules(nlp: Language) -> List[Tuple[str, nn.Module]]:
         for node in model.walk() if model is not None else ():
             for shim in getattr(node, "shims", ()):
                 module = getattr(shim, "_model", None)
-                is_hf = isinstance(module, nn.Module) and hasattr(getattr(module, "config", None), "hidden_size")
+                is_hf = isinstance(module, nn.Module) and hasattr(
+                    getattr(module, "config", None), "hidden_size"
+                )
                 if is_hf and id(module) not in seen:
                     seen.add(id(module))
                     found.append((name, module))
@@ -193,7 +199,9 @@ def quantize_encoder(nlp: Language, names: Iterable[str] = ()) -> List[str]:
         if wanted and name not in wanted:
             continue
         with _quiet_quantization():
-            torch.ao.quantization.quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=True)
+            torch.ao.quantization.quantize_dynamic(
+                module, {nn.Linear}, dtype=torch.qint8, inplace=True
+            )
         done.append(name)
     if wanted - set(done):
         raise ValueError(

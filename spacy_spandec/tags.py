@@ -4,6 +4,7 @@ One implementation shared by the corpus converter (BIO files -> docs), the
 scorer (spans -> BIO for seqeval) and the token-classification baseline
 (BIO predictions -> entities), so all of them agree on the edge cases.
 """
+
 from typing import Iterable, List, Sequence, Tuple
 
 LabelledSpan = Tuple[int, int, str]  # (start, end) token offsets, end exclusive
@@ -18,9 +19,7 @@ def spans_to_bio(n_tokens: int, spans: Iterable[LabelledSpan]) -> List[str]:
     tags = ["O"] * n_tokens
     for start, end, label in sorted(spans):
         if not (0 <= start < end <= n_tokens):
-            raise ValueError(
-                f"Span ({start}, {end}) is outside a sequence of {n_tokens} tokens."
-            )
+            raise ValueError(f"Span ({start}, {end}) is outside a sequence of {n_tokens} tokens.")
         if any(tag != "O" for tag in tags[start:end]):
             raise ValueError(
                 f"Span ({start}, {end}, {label!r}) overlaps another span: BIO tags "

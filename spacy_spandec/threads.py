@@ -14,6 +14,7 @@ thread, as PyTorch's own DataLoader workers do. `n_process=k` then uses k cores,
 one per worker; the parent keeps its own thread count. A child started with
 `spawn` or `forkserver` is a fresh interpreter and is not affected.
 """
+
 import os
 
 import torch

@@ -5,6 +5,7 @@ predicts one BIO tag per token; `spandec_bio_ents` decodes the tags into
 `doc.ents`. The reader turns gold entities into gold BIO tags on the fly,
 so the baseline trains on the very same DocBin files as SpanDec.
 """
+
 from typing import Callable, Iterable, Iterator, Optional, Union
 from pathlib import Path
 
@@ -43,7 +44,13 @@ def create_bio_corpus(
     assigns=["doc.ents"],
     requires=["token.tag"],
     default_config={"scorer": {"@scorers": "spacy-spandec.ents_scorer.v1"}},
-    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None, "seqeval_f": 0.0},
+    default_score_weights={
+        "ents_f": 1.0,
+        "ents_p": 0.0,
+        "ents_r": 0.0,
+        "ents_per_type": None,
+        "seqeval_f": 0.0,
+    },
 )
 def make_bio_ents(nlp: Language, name: str, scorer: Optional[Callable]) -> "BIOEntities":
     return BIOEntities(name, scorer)

@@ -16,6 +16,7 @@ generator (so a resumed run can skip to its batch without replaying the
 global random state), and the optimizer state is keyed by a parameter's place
 in the pipeline instead of by object ids, which change between processes.
 """
+
 import argparse
 import json
 import random
@@ -32,7 +33,12 @@ from spacy.language import Language
 from spacy.schemas import ConfigSchemaTraining
 from spacy.training import Example
 from spacy.training.initialize import init_nlp
-from spacy.training.loop import create_before_to_disk_callback, create_evaluation_callback, subdivide_batch, update_meta
+from spacy.training.loop import (
+    create_before_to_disk_callback,
+    create_evaluation_callback,
+    subdivide_batch,
+    update_meta,
+)
 from spacy.util import fix_random_seed, load_config, registry, resolve_dot_names
 from thinc.api import Model, Optimizer, constant, get_current_ops
 
@@ -61,14 +67,20 @@ def param_keys(nlp: Language) -> Dict[Tuple[int, str], str]:
     return names
 
 
-def optimizer_state(optimizer: Optimizer, nlp: Language) -> Tuple[Dict[str, Any], Dict[str, numpy.ndarray]]:
+def optimizer_state(
+    optimizer: Optimizer, nlp: Language
+) -> Tuple[Dict[str, Any], Dict[str, numpy.ndarray]]:
     """The optimizer's per-parameter state under stable names."""
     names = param_keys(nlp)
     unknown = [key for key in optimizer.mom1 if key not in names]
     if unknown:
         raise ValueError(f"Optimizer state for parameters outside the pipeline: {unknown[:3]}")
     arrays: Dict[str, numpy.ndarray] = {}
-    for kind, store in (("mom1", optimizer.mom1), ("mom2", optimizer.mom2), ("avg", optimizer.averages or {})):
+    for kind, store in (
+        ("mom1", optimizer.mom1),
+        ("mom2", optimizer.mom2),
+        ("avg", optimizer.averages or {}),
+    ):
         for key, value in store.items():
             arrays[f"{kind}|{names[key]}"] = numpy.asarray(value)
     counts = {
@@ -78,7 +90,9 @@ def optimizer_state(optimizer: Optimizer, nlp: Language) -> Tuple[Dict[str, Any]
     return counts, arrays
 
 
-def restore_optimizer(optimizer: Optimizer, nlp: Language, counts: Dict[str, Any], arrays: Any, steps: int) -> None:
+def restore_optimizer(
+    optimizer: Optimizer, nlp: Language, counts: Dict[str, Any], arrays: Any, steps: int
+) -> None:
     """Put saved state into a fresh optimizer built from the same config, and
     advance its schedules (learning rate, ...) by the steps already taken."""
     keys = {name: key for key, name in param_keys(nlp).items()}
@@ -135,7 +149,10 @@ def _rng_state() -> Tuple[Dict[str, Any], Dict[str, numpy.ndarray]]:
 
     version, internal, gauss = random.getstate()
     np_kind, np_keys, np_pos, np_has_gauss, np_gauss = numpy.random.get_state()
-    state = {"random": [version, list(internal), gauss], "numpy": [np_kind, int(np_pos), int(np_has_gauss), float(np_gauss)]}
+    state = {
+        "random": [version, list(internal), gauss],
+        "numpy": [np_kind, int(np_pos), int(np_has_gauss), float(np_gauss)],
+    }
     arrays = {"rng|numpy": numpy.asarray(np_keys), "rng|torch": torch.get_rng_state().numpy()}
     return state, arrays
 
@@ -150,10 +167,16 @@ def _set_rng_state(state: Dict[str, Any], arrays: Any) -> None:
     torch.set_rng_state(torch.from_numpy(arrays["rng|torch"].copy()))
 
 
-def save_checkpoint(output: Path, nlp: Language, optimizer: Optimizer, progress: Dict[str, Any]) -> None:
+def save_checkpoint(
+    output: Path, nlp: Language, optimizer: Optimizer, progress: Dict[str, Any]
+) -> None:
     """Write OUTPUT/checkpoint atomically (a kill while writing leaves the
     previous checkpoint in place), its pipeline copied from model-last."""
-    new, old, final = output / f"{CHECKPOINT}.new", output / f"{CHECKPOINT}.old", output / CHECKPOINT
+    new, old, final = (
+        output / f"{CHECKPOINT}.new",
+        output / f"{CHECKPOINT}.old",
+        output / CHECKPOINT,
+    )
     for path in (new, old):
         if path.exists():
             shutil.rmtree(path)
@@ -215,7 +238,14 @@ def train(
     if checkpoint is None:
         config = load_config(config_path, overrides=overrides, interpolate=False)
         nlp = init_nlp(config)
-        progress: Dict[str, Any] = {"step": -1, "results": [], "epoch_scores": [], "words": 0, "seconds": 0.0, "train_seconds": 0.0}
+        progress: Dict[str, Any] = {
+            "step": -1,
+            "results": [],
+            "epoch_scores": [],
+            "words": 0,
+            "seconds": 0.0,
+            "train_seconds": 0.0,
+        }
         (output / CURVE_FILE).unlink(missing_ok=True)
     else:
         nlp = spacy.load(checkpoint / "model")
@@ -260,17 +290,38 @@ def train(
                 T["before_update"](nlp, {"step": step, "epoch": epoch})
             dropout = next(dropouts)
             for subbatch in subdivide_batch(batch, T["accumulate_gradient"]):
-                nlp.update(subbatch, drop=dropout, losses=losses, sgd=False, exclude=exclude, annotates=annotating)
+                nlp.update(
+                    subbatch,
+                    drop=dropout,
+                    losses=losses,
+                    sgd=False,
+                    exclude=exclude,
+                    annotates=annotating,
+                )
             for name, proc in nlp.pipeline:
-                if name not in exclude and getattr(proc, "is_trainable", False) and proc.model not in (True, False, None):
+                if (
+                    name not in exclude
+                    and getattr(proc, "is_trainable", False)
+                    and proc.model not in (True, False, None)
+                ):
                     proc.finish_update(optimizer)
             optimizer.step_schedules()
             train_seconds += time.perf_counter() - t0
             progress["words"] += sum(len(eg) for eg in batch)
-            last = (bool(max_steps) and step >= max_steps) or (epoch_end and epoch == T["max_epochs"] - 1)
+            last = (bool(max_steps) and step >= max_steps) or (
+                epoch_end and epoch == T["max_epochs"] - 1
+            )
             at_epoch_end = until_converged and epoch_end
-            info: Dict[str, Any] = {"epoch": epoch, "step": step, "score": None, "other_scores": None, "losses": losses,
-                                    "checkpoints": results, "seconds": int(time.perf_counter() - began), "words": progress["words"]}
+            info: Dict[str, Any] = {
+                "epoch": epoch,
+                "step": step,
+                "score": None,
+                "other_scores": None,
+                "losses": losses,
+                "checkpoints": results,
+                "seconds": int(time.perf_counter() - began),
+                "words": progress["words"],
+            }
             if step % eval_frequency == 0 or last or at_epoch_end:
                 score, other_scores = evaluate()
                 results.append((score, step))
@@ -279,10 +330,19 @@ def train(
                 update_meta(T, nlp, info)
                 if at_epoch_end:
                     progress["epoch_scores"].append(score)
-                record = {"step": step, "epoch": epoch, "epoch_end": epoch_end, "words": progress["words"],
-                          "seconds": round(time.perf_counter() - began, 2), "train_seconds": round(train_seconds, 2),
-                          "score": score, "losses": dict(losses),
-                          "scores": {k: v for k, v in other_scores.items() if isinstance(v, (int, float))}}
+                record = {
+                    "step": step,
+                    "epoch": epoch,
+                    "epoch_end": epoch_end,
+                    "words": progress["words"],
+                    "seconds": round(time.perf_counter() - began, 2),
+                    "train_seconds": round(train_seconds, 2),
+                    "score": score,
+                    "losses": dict(losses),
+                    "scores": {
+                        k: v for k, v in other_scores.items() if isinstance(v, (int, float))
+                    },
+                }
                 with (output / CURVE_FILE).open("a") as fh:
                     fh.write(json.dumps(record) + "\n")
                 log_step(info)
@@ -291,7 +351,12 @@ def train(
                     if (output / "model-best").exists():
                         shutil.rmtree(output / "model-best")
                     shutil.copytree(output / "model-last", output / "model-best")
-                progress.update(step=step, results=results, seconds=time.perf_counter() - began, train_seconds=train_seconds)
+                progress.update(
+                    step=step,
+                    results=results,
+                    seconds=time.perf_counter() - began,
+                    train_seconds=train_seconds,
+                )
                 save_checkpoint(output, nlp, optimizer, progress)
                 losses = {}
                 if stop_after is not None and step >= stop_after:
@@ -330,17 +395,34 @@ def main(argv: Optional[List[str]] = None) -> None:
         "They are read only when training starts; a resumed run keeps the config in its checkpoint.",
     )
     parser.add_argument("config", type=Path, help="training config (.cfg)")
-    parser.add_argument("output", type=Path, help="output folder: model-best, model-last, checkpoint, curve.jsonl")
-    parser.add_argument("--until-converged", action="store_true",
-                        help="evaluate at each epoch's end and stop once the dev score rises by less than --min-gain over --window epochs")
+    parser.add_argument(
+        "output", type=Path, help="output folder: model-best, model-last, checkpoint, curve.jsonl"
+    )
+    parser.add_argument(
+        "--until-converged",
+        action="store_true",
+        help="evaluate at each epoch's end and stop once the dev score rises by less than --min-gain over --window epochs",
+    )
     parser.add_argument("--min-gain", type=float, default=0.2, help="F1 points (default 0.2)")
     parser.add_argument("--window", type=int, default=2, help="epochs (default 2)")
-    parser.add_argument("--stop-after", type=int, default=None, help="stop after the first checkpoint at or past this step")
+    parser.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="stop after the first checkpoint at or past this step",
+    )
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU id, -1 for CPU")
     args, rest = parser.parse_known_args(argv)
     setup_gpu(args.gpu_id)
-    train(args.config, args.output, parse_config_overrides(rest), until_converged=args.until_converged,
-          min_gain=args.min_gain / 100, window=args.window, stop_after=args.stop_after)
+    train(
+        args.config,
+        args.output,
+        parse_config_overrides(rest),
+        until_converged=args.until_converged,
+        min_gain=args.min_gain / 100,
+        window=args.window,
+        stop_after=args.stop_after,
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ repeatable output.
 The builders and helpers here are plain functions: tests/fresh_process.py
 imports them in a fresh interpreter without pytest's settings.
 """
+
 import json
 import copy
 import string
@@ -43,7 +44,9 @@ def pytest_configure(config):
 # sentence and the texts tokenize on whitespace with spaCy's English rules.
 TRAIN_DATA: List[Tuple[str, List[Tuple[str, str]]]] = [
     (text, [tuple(ent) for ent in ents])
-    for text, ents in json.loads((Path(__file__).parent / "fixtures" / "small_ner.json").read_text())
+    for text, ents in json.loads(
+        (Path(__file__).parent / "fixtures" / "small_ner.json").read_text()
+    )
 ]
 LABELS = ("LOC", "ORG", "PER")
 
@@ -81,9 +84,7 @@ def make_examples(nlp: Language, data=TRAIN_DATA) -> List[Example]:
     return examples
 
 
-def make_cnn_nlp(
-    model: Optional[Dict] = None, lang: str = "en", **component: object
-) -> Language:
+def make_cnn_nlp(model: Optional[Dict] = None, lang: str = "en", **component: object) -> Language:
     """A blank pipeline with `spandec_ner` on its own small CNN tok2vec."""
     model_cfg = {"n_heads": 4, "tok2vec": copy.deepcopy(CNN_TOK2VEC)}
     model_cfg.update(model or {})
@@ -179,7 +180,9 @@ def doc_outputs(doc, key: str = "spandec") -> Dict[str, list]:
     }
 
 
-def assert_same_outputs(docs_a: Sequence, docs_b: Sequence, what: str = "", atol: float = 1e-5) -> None:
+def assert_same_outputs(
+    docs_a: Sequence, docs_b: Sequence, what: str = "", atol: float = 1e-5
+) -> None:
     """Same text, entities, spans and candidate counts, and scores within atol.
     Takes Docs or doc_outputs() dicts."""
     assert len(docs_a) == len(docs_b), what

@@ -9,6 +9,7 @@ default thread count.
 Each mode prints one JSON object on the last line of stdout and its progress
 to stderr, so a test that times out can say which step hung.
 """
+
 import json
 import os
 import pickle
@@ -33,6 +34,7 @@ from conftest import (  # noqa: E402
     make_cnn_nlp,
     training_losses,
 )
+
 
 def step(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
@@ -90,7 +92,12 @@ def serve(pipeline_dir: str) -> dict:
     run("call", lambda: [nlp(text) for text in texts])
     for batch_size in (1, 7, 64):
         run(f"pipe_batch_size_{batch_size}", lambda: nlp.pipe(texts, batch_size=batch_size))
-    run("to_bytes", lambda: spacy.util.load_model_from_config(nlp.config).from_bytes(nlp.to_bytes()).pipe(texts))
+    run(
+        "to_bytes",
+        lambda: (
+            spacy.util.load_model_from_config(nlp.config).from_bytes(nlp.to_bytes()).pipe(texts)
+        ),
+    )
     run("pickle", lambda: pickle.loads(pickle.dumps(nlp)).pipe(texts))
     with tempfile.TemporaryDirectory() as tmp:
         nlp.to_disk(Path(tmp) / "p")

@@ -1,6 +1,7 @@
 """`python -m spacy_spandec annotate`: formats, bad records, order, shards
 that resume, a killed run, n_process, as users call it (the CLI in a fresh
 process at torch's default threads) and in-process for the details."""
+
 import json
 import os
 import signal
@@ -23,7 +24,9 @@ TEXTS = [text for text, _ in TRAIN_DATA]
 
 
 def read_jsonl(paths) -> list:
-    return [json.loads(line) for path in sorted(paths) for line in Path(path).read_text().splitlines()]
+    return [
+        json.loads(line) for path in sorted(paths) for line in Path(path).read_text().splitlines()
+    ]
 
 
 def annotations(out: Path) -> list:
@@ -41,11 +44,25 @@ def expected(nlp, text: str) -> dict:
     """What nlp() gives for a text, in the annotate record layout."""
     doc = nlp(text)
     group = doc.spans["spandec"]
-    spans = [{"start_char": s.start_char, "end_char": s.end_char, "label": s.label_, "score": float(score)}
-             for s, score in zip(group, group.attrs["scores"])]
+    spans = [
+        {
+            "start_char": s.start_char,
+            "end_char": s.end_char,
+            "label": s.label_,
+            "score": float(score),
+        }
+        for s, score in zip(group, group.attrs["scores"])
+    ]
     by_span = {(s["start_char"], s["end_char"], s["label"]): s["score"] for s in spans}
-    ents = [{"start_char": e.start_char, "end_char": e.end_char, "label": e.label_,
-             "score": by_span[(e.start_char, e.end_char, e.label_)]} for e in doc.ents]
+    ents = [
+        {
+            "start_char": e.start_char,
+            "end_char": e.end_char,
+            "label": e.label_,
+            "score": by_span[(e.start_char, e.end_char, e.label_)],
+        }
+        for e in doc.ents
+    ]
     return {"ents": ents, "spans": spans}
 
 
@@ -54,11 +71,15 @@ def assert_same_annotations(rows: list, reference: list, atol: float = 1e-5) -> 
     assert len(rows) == len(reference)
     for row, ref in zip(rows, reference):
         assert {k: v for k, v in row.items() if k not in ("ents", "spans")} == {
-            k: v for k, v in ref.items() if k not in ("ents", "spans")}
+            k: v for k, v in ref.items() if k not in ("ents", "spans")
+        }
         for key in ("ents", "spans"):
             assert [(s["start_char"], s["end_char"], s["label"]) for s in row[key]] == [
-                (s["start_char"], s["end_char"], s["label"]) for s in ref[key]], row
-            assert all(abs(a["score"] - b["score"]) <= atol for a, b in zip(row[key], ref[key])), row
+                (s["start_char"], s["end_char"], s["label"]) for s in ref[key]
+            ], row
+            assert all(abs(a["score"] - b["score"]) <= atol for a, b in zip(row[key], ref[key])), (
+                row
+            )
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +90,9 @@ def loaded(trained_dir):
 def write_jsonl_with_bad_records(path: Path) -> list:
     """Good records with extra fields, and one of each kind of bad record;
     returns (line, reason fragment) of the bad ones."""
-    lines = [json.dumps({"id": i, "text": t, "meta": {"n": i}}).encode() for i, t in enumerate(TEXTS[:6])]
+    lines = [
+        json.dumps({"id": i, "text": t, "meta": {"n": i}}).encode() for i, t in enumerate(TEXTS[:6])
+    ]
     bad = [
         (b'{"id": 100, "text": "Berlin', "invalid JSON"),
         (b'{"id": 101, "body": "no text field"}', "no 'text' field"),
@@ -88,14 +111,22 @@ def write_jsonl_with_bad_records(path: Path) -> list:
     return reasons
 
 
-def test_jsonl_records_pass_through_in_order_and_bad_ones_go_to_the_errors_file(loaded, trained_dir, tmp_path):
+def test_jsonl_records_pass_through_in_order_and_bad_ones_go_to_the_errors_file(
+    loaded, trained_dir, tmp_path
+):
     src = tmp_path / "in.jsonl"
     reasons = write_jsonl_with_bad_records(src)
     summary = annotate(str(trained_dir), str(src), tmp_path / "out", shard_size=4, progress=False)
     rows = annotations(tmp_path / "out")
     assert [r["id"] for r in rows] == list(range(6))
     assert [r["meta"] for r in rows] == [{"n": i} for i in range(6)]
-    assert_same_annotations(rows, [{"id": i, "text": t, "meta": {"n": i}, **expected(loaded, t)} for i, t in enumerate(TEXTS[:6])])
+    assert_same_annotations(
+        rows,
+        [
+            {"id": i, "text": t, "meta": {"n": i}, **expected(loaded, t)}
+            for i, t in enumerate(TEXTS[:6])
+        ],
+    )
     assert sum(len(r["ents"]) for r in rows) > 5
     for row in rows:
         for span in row["ents"] + row["spans"]:
@@ -113,11 +144,18 @@ def test_every_input_format_and_parquet_output(loaded, trained_dir, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "a.txt").write_text("\n".join(TEXTS[:3]) + "\n", encoding="utf8")
-    pq.write_table(pa.Table.from_pylist([{"body": t, "n": i} for i, t in enumerate(TEXTS[3:6])]), data / "b.parquet")
+    pq.write_table(
+        pa.Table.from_pylist([{"body": t, "n": i} for i, t in enumerate(TEXTS[3:6])]),
+        data / "b.parquet",
+    )
     DocBin(docs=[loaded.make_doc(t) for t in TEXTS[6:8]]).to_disk(data / "c.spacy")
-    (data / "d.jsonl").write_text("".join(json.dumps({"body": t}) + "\n" for t in TEXTS[8:10]), encoding="utf8")
+    (data / "d.jsonl").write_text(
+        "".join(json.dumps({"body": t}) + "\n" for t in TEXTS[8:10]), encoding="utf8"
+    )
     out = tmp_path / "out"
-    summary = annotate(str(trained_dir), str(data), out, fmt="parquet", text_field="body", progress=False)
+    summary = annotate(
+        str(trained_dir), str(data), out, fmt="parquet", text_field="body", progress=False
+    )
     assert summary["records"] == 10 and summary["failed"] == 0
     rows = annotations(out)
     assert [r["body"] for r in rows] == TEXTS[:10]
@@ -165,36 +203,58 @@ def cli(*args: str) -> list:
 def corpus(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "in.jsonl"
     texts = [t for _ in range(20) for t in TEXTS]
-    path.write_text("".join(json.dumps({"i": i, "text": t}) + "\n" for i, t in enumerate(texts)), encoding="utf8")
+    path.write_text(
+        "".join(json.dumps({"i": i, "text": t}) + "\n" for i, t in enumerate(texts)),
+        encoding="utf8",
+    )
     return path
 
 
 @pytest.fixture(scope="module")
 def reference(trained_dir, corpus, tmp_path_factory) -> list:
     out = tmp_path_factory.mktemp("reference") / "out"
-    proc = subprocess.run(cli(trained_dir, corpus, out, "--shard-size", "50"), env=fresh_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        cli(trained_dir, corpus, out, "--shard-size", "50"),
+        env=fresh_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "annotated" in proc.stdout and "0 failed" in proc.stdout
     return annotations(out)
 
 
-def test_cli_n_process_2_gives_the_single_process_output(loaded, trained_dir, corpus, reference, tmp_path):
+def test_cli_n_process_2_gives_the_single_process_output(
+    loaded, trained_dir, corpus, reference, tmp_path
+):
     # The CLI at torch's default threads gives what nlp() gives.
     texts = [json.loads(line) for line in corpus.read_text().splitlines()]
     assert_same_annotations(reference, [{**t, **expected(loaded, t["text"])} for t in texts])
     out = tmp_path / "out"
-    proc = subprocess.run(cli(trained_dir, corpus, out, "--shard-size", "50", "--n-process", "2"),
-                          env=fresh_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        cli(trained_dir, corpus, out, "--shard-size", "50", "--n-process", "2"),
+        env=fresh_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_same_annotations(annotations(out), reference)
 
 
-def test_a_killed_run_resumes_and_loses_at_most_the_shard_in_progress(trained_dir, corpus, reference, tmp_path):
+def test_a_killed_run_resumes_and_loses_at_most_the_shard_in_progress(
+    trained_dir, corpus, reference, tmp_path
+):
     out = tmp_path / "out"
     args = cli(trained_dir, corpus, out, "--shard-size", "50")
-    proc = subprocess.Popen(args, env=fresh_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args, env=fresh_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not list(out.glob("annotations-*.jsonl")):
+    while (
+        time.time() < deadline and proc.poll() is None and not list(out.glob("annotations-*.jsonl"))
+    ):
         time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
@@ -226,6 +286,8 @@ def test_ray_engine_with_two_workers_gives_the_local_output_and_errors(trained_d
     assert errors(remote) == errors(local) and len(errors(local)) == 6
     shards = sorted(remote.glob("annotations-*.jsonl"))
     shards[-1].unlink()  # a rerun does only the missing shard
-    summary = annotate(str(trained_dir), str(src), remote, shard_size=4, progress=False, engine="ray", workers=2)
+    summary = annotate(
+        str(trained_dir), str(src), remote, shard_size=4, progress=False, engine="ray", workers=2
+    )
     assert summary["skipped_shards"] == len(shards) - 1 and summary["records"] == 12
     assert_same_annotations(annotations(remote), annotations(local))

@@ -1,5 +1,6 @@
 """`python -m spacy_spandec.calibrate`: sweep, choose, write, and the written
 threshold is the one a loaded pipeline uses."""
+
 import json
 
 import pytest
@@ -27,16 +28,36 @@ def test_calibrate_writes_the_threshold_that_load_uses(trained_nlp, trained_dir,
     dev = tmp_path / "dev.spacy"
     DocBin(docs=[eg.reference for eg in make_examples(trained_nlp)]).to_disk(dev)
     out = tmp_path / "sf"
-    main([str(trained_dir), str(dev), str(out), "--thresholds", "0,0.3,0.6,0.999", "--tolerance", "0",
-          "--results", str(tmp_path / "cal.json"), "--plot", str(tmp_path / "cal.png")])
+    main(
+        [
+            str(trained_dir),
+            str(dev),
+            str(out),
+            "--thresholds",
+            "0,0.3,0.6,0.999",
+            "--tolerance",
+            "0",
+            "--results",
+            str(tmp_path / "cal.json"),
+            "--plot",
+            str(tmp_path / "cal.png"),
+        ]
+    )
     result = json.loads((tmp_path / "cal.json").read_text())
     chosen = result["chosen"]["threshold"]
     sweep = {row["threshold"]: row for row in result["sweep"]}
     # The overfitted model's SF separates entity tokens well: pruning keeps F1
     # and never keeps more spans as the threshold rises.
     assert sweep[0.0]["kept_fraction"] == pytest.approx(1.0)
-    assert sweep[0.999]["kept_fraction"] <= sweep[0.6]["kept_fraction"] <= sweep[0.3]["kept_fraction"] < 1.0
-    assert chosen > 0.0 and sweep[chosen]["seqeval_f"] == max(r["seqeval_f"] for r in result["sweep"])
+    assert (
+        sweep[0.999]["kept_fraction"]
+        <= sweep[0.6]["kept_fraction"]
+        <= sweep[0.3]["kept_fraction"]
+        < 1.0
+    )
+    assert chosen > 0.0 and sweep[chosen]["seqeval_f"] == max(
+        r["seqeval_f"] for r in result["sweep"]
+    )
     assert (tmp_path / "cal.png").stat().st_size > 0
     nlp = spacy.load(out)
     assert nlp.get_pipe("spandec_ner").sf_threshold == chosen
@@ -56,7 +77,9 @@ def test_calibrate_refuses_a_model_without_span_filter(tmp_path):
         main([str(tmp_path / "p"), str(dev), str(tmp_path / "out")])
 
 
-def test_calibrate_tunes_the_outside_bias_and_writes_it_to_both_pipelines(trained_nlp, trained_dir, tmp_path):
+def test_calibrate_tunes_the_outside_bias_and_writes_it_to_both_pipelines(
+    trained_nlp, trained_dir, tmp_path
+):
     import shutil
 
     model = tmp_path / "spandec"
@@ -67,8 +90,21 @@ def test_calibrate_tunes_the_outside_bias_and_writes_it_to_both_pipelines(traine
     out = tmp_path / "sf"
     # +50 on the O logit predicts no entity at all, so it must lose to -0.25.
     # Neither is the default 0, so a bias that is not written shows up.
-    main([str(model), str(dev), str(out), "--thresholds", "0,0.5", "--outside-biases", "50,-0.25",
-          "--bias-output", str(model), "--results", str(tmp_path / "cal.json")])
+    main(
+        [
+            str(model),
+            str(dev),
+            str(out),
+            "--thresholds",
+            "0,0.5",
+            "--outside-biases",
+            "50,-0.25",
+            "--bias-output",
+            str(model),
+            "--results",
+            str(tmp_path / "cal.json"),
+        ]
+    )
     result = json.loads((tmp_path / "cal.json").read_text())
     rows = {row["outside_bias"]: row for row in result["bias_sweep"]}
     assert rows[50.0]["seqeval_f"] == 0.0 and rows[-0.25]["seqeval_f"] > 0.5
@@ -80,13 +116,18 @@ def test_calibrate_tunes_the_outside_bias_and_writes_it_to_both_pipelines(traine
     biased = spacy.load(model).get_pipe("spandec_ner")
     assert biased.outside_bias == -0.25
     assert biased.sf_threshold == 0.0
-    assert spacy.load(trained_dir).get_pipe("spandec_ner").outside_bias == 0.0  # the source is untouched
+    assert (
+        spacy.load(trained_dir).get_pipe("spandec_ner").outside_bias == 0.0
+    )  # the source is untouched
 
 
 def test_choose_bias_prefers_best_f1_then_the_smallest_offset():
     from spacy_spandec.calibrate import choose_bias
 
-    rows = [{"outside_bias": b, "seqeval_f": f} for b, f in [(0.0, 0.80), (-1.0, 0.83), (-2.0, 0.83), (-3.0, 0.79)]]
+    rows = [
+        {"outside_bias": b, "seqeval_f": f}
+        for b, f in [(0.0, 0.80), (-1.0, 0.83), (-2.0, 0.83), (-3.0, 0.79)]
+    ]
     assert choose_bias(rows)["outside_bias"] == -1.0
 
 
@@ -102,12 +143,28 @@ def test_calibrate_tunes_per_label_biases_and_writes_them(trained_nlp, trained_d
     dev = tmp_path / "dev.spacy"
     DocBin(docs=[eg.reference for eg in make_examples(trained_nlp)]).to_disk(dev)
     out = tmp_path / "sf"
-    main([str(model), str(dev), str(out), "--thresholds", "0", "--label-biases=-50,0",
-          "--bias-output", str(model), "--results", str(tmp_path / "cal.json")])
+    main(
+        [
+            str(model),
+            str(dev),
+            str(out),
+            "--thresholds",
+            "0",
+            "--label-biases=-50,0",
+            "--bias-output",
+            str(model),
+            "--results",
+            str(tmp_path / "cal.json"),
+        ]
+    )
     result = json.loads((tmp_path / "cal.json").read_text())
     assert result["label_biases"][label] == 0.0
     assert result["dev_after"]["seqeval_f"] > result["dev_before"]["seqeval_f"]
-    assert result["dev_before"]["per_label"][label]["r"] == 0.0 < result["dev_after"]["per_label"][label]["r"]
+    assert (
+        result["dev_before"]["per_label"][label]["r"]
+        == 0.0
+        < result["dev_after"]["per_label"][label]["r"]
+    )
     for path in (out, model):
         assert spacy.load(path).get_pipe("spandec_ner").label_biases == result["label_biases"]
 
@@ -120,8 +177,20 @@ def test_calibrate_fits_the_temperature_and_writes_it(trained_nlp, trained_dir, 
     dev = tmp_path / "dev.spacy"
     DocBin(docs=[eg.reference for eg in make_examples(trained_nlp)]).to_disk(dev)
     out = tmp_path / "sf"
-    main([str(model), str(dev), str(out), "--thresholds", "0", "--temperature", "--bias-output", str(model),
-          "--results", str(tmp_path / "cal.json")])
+    main(
+        [
+            str(model),
+            str(dev),
+            str(out),
+            "--thresholds",
+            "0",
+            "--temperature",
+            "--bias-output",
+            str(model),
+            "--results",
+            str(tmp_path / "cal.json"),
+        ]
+    )
     result = json.loads((tmp_path / "cal.json").read_text())
     nll = {row["temperature"]: row["nll"] for row in result["temperature_nll"]}
     chosen = result["temperature"]
@@ -140,7 +209,12 @@ def test_temperature_changes_scores_not_spans(trained_nlp):
         hot = trained_nlp(text)
     finally:
         ner.temperature = 1.0
-    assert [(s.start, s.end, s.label_) for s in hot.spans["spandec"]] == [(s.start, s.end, s.label_) for s in doc.spans["spandec"]]
-    assert all(h < c for h, c in zip(hot.spans["spandec"].attrs["scores"], doc.spans["spandec"].attrs["scores"]))
+    assert [(s.start, s.end, s.label_) for s in hot.spans["spandec"]] == [
+        (s.start, s.end, s.label_) for s in doc.spans["spandec"]
+    ]
+    assert all(
+        h < c
+        for h, c in zip(hot.spans["spandec"].attrs["scores"], doc.spans["spandec"].attrs["scores"])
+    )
     with pytest.raises(ValueError, match="temperature"):
         ner.temperature = 0.0

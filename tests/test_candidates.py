@@ -1,4 +1,5 @@
 """Candidate enumeration, attention blocks (candidates.py) and BIO tags (tags.py)."""
+
 import random
 
 import numpy
@@ -182,11 +183,20 @@ def brute_force_blocks(lengths, max_len, block_size, context):
 def test_attention_blocks_match_the_nested_loop():
     rng = random.Random(0)
     for _ in range(200):
-        lengths = [rng.choice([0, 1, 5, 63, 64, 65, 200, rng.randint(0, 300)]) for _ in range(rng.randint(0, 9))]
+        lengths = [
+            rng.choice([0, 1, 5, 63, 64, 65, 200, rng.randint(0, 300)])
+            for _ in range(rng.randint(0, 9))
+        ]
         max_len, block_size, context = rng.randint(1, 9), rng.randint(1, 70), rng.randint(0, 70)
         blocks = attention_blocks(lengths, max_len, block_size, context)
         rows, first = brute_force_blocks(lengths, max_len, block_size, context)
-        got = list(zip(blocks.doc_ids.tolist(), blocks.block_starts.tolist(),
-                       blocks.window_starts.tolist(), blocks.window_lengths.tolist()))
+        got = list(
+            zip(
+                blocks.doc_ids.tolist(),
+                blocks.block_starts.tolist(),
+                blocks.window_starts.tolist(),
+                blocks.window_lengths.tolist(),
+            )
+        )
         assert got == rows and blocks.first_block.tolist() == first
         assert blocks.window_lengths.dtype == numpy.int64

@@ -6,6 +6,7 @@ documents and chunks, split assembly and the CLI. When the team's data
 files must reproduce the MANIFEST statistics exactly (as recorded in
 `verify.py`), and CoNLL++ must pack into the documented chunk counts.
 """
+
 import gzip
 import hashlib
 import importlib.util
@@ -137,8 +138,17 @@ def test_entities_with_iob1_repair_and_label_changes():
     sentence = [(f"w{i}", tag) for i, tag in enumerate(tags)]
     doc = sentences_to_doc(Vocab(), [sentence])
     assert [t.text for t in doc] == [f"w{i}" for i in range(10)]
-    assert ents(doc) == [(0, 1, "LOC"), (2, 4, "PER"), (4, 5, "LOC"), (5, 6, "ORG"), (6, 7, "ORG"), (8, 10, "MISC")]
-    assert all(t.ent_iob_ == "O" for t in doc if not t.ent_type_)  # the rest is annotated O, not missing
+    assert ents(doc) == [
+        (0, 1, "LOC"),
+        (2, 4, "PER"),
+        (4, 5, "LOC"),
+        (5, 6, "ORG"),
+        (6, 7, "ORG"),
+        (8, 10, "MISC"),
+    ]
+    assert all(
+        t.ent_iob_ == "O" for t in doc if not t.ent_type_
+    )  # the rest is annotated O, not missing
 
 
 def test_chunk_sentence_starts_and_no_entity_across_sentences():
@@ -174,7 +184,15 @@ def test_stats_of_converted_docs(tmp_path):
     stats = corpus_stats(split_docs(Vocab(), [conll, tsv], "chunk", max_tokens=6))
     assert stats["sentences"] == 5 and stats["tokens"] == 19
     assert stats["documents"] == 2  # the TSV file has no document marks
-    assert stats["types"] == {"LOC": 2, "MISC": 1, "ORG": 1, "PER": 2, "conference": 2, "product": 1, "researcher": 1}
+    assert stats["types"] == {
+        "LOC": 2,
+        "MISC": 1,
+        "ORG": 1,
+        "PER": 2,
+        "conference": 2,
+        "product": 1,
+        "researcher": 1,
+    }
     assert stats["mentions"] == 10 and stats["max_sentence_tokens"] == 5
     assert stats["samples"] == 5  # [5] [2] [5] [3] [4]: chunks stay inside documents
     assert corpus_stats(split_docs(Vocab(), [conll, tsv], limit=2))["samples"] == 2
@@ -196,7 +214,12 @@ def test_cli_convert_conllpp(tmp_path, capsys):
         write(raw / f"conllpp_{split}.txt", CONLL)
     out = tmp_path / "corpus"
     assert main(["convert", "conllpp", str(raw), str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["dev.spacy", "stats.json", "test.spacy", "train.spacy"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "dev.spacy",
+        "stats.json",
+        "test.spacy",
+        "train.spacy",
+    ]
     docs = load(out / "test.spacy")
     assert [d.text for d in docs][:2] == ["EU rejects German call .", "Peter Blackburn"]
     assert ents(docs[2]) == [(0, 1, "LOC"), (2, 4, "PER"), (4, 5, "LOC")]
@@ -204,7 +227,21 @@ def test_cli_convert_conllpp(tmp_path, capsys):
     assert stats["dataset"] == "conllpp" and stats["granularity"] == "sentence"
     assert stats["splits"]["test"]["samples"] == 3 and stats["splits"]["test"]["documents"] == 2
 
-    assert main(["convert", "conllpp", str(raw), str(out), "--granularity", "chunk", "--max-tokens", "74"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "conllpp",
+                str(raw),
+                str(out),
+                "--granularity",
+                "chunk",
+                "--max-tokens",
+                "74",
+            ]
+        )
+        == 0
+    )
     assert [len(d) for d in load(out / "train.spacy")] == [7, 5]
     assert main(["convert", "conllpp", str(raw), str(out), "--limit", "1"]) == 0
     assert srsly.read_json(out / "stats.json")["splits"]["dev"]["samples"] == 1
@@ -249,7 +286,9 @@ def test_crossner_paper_setting(tmp_path):
         f"{d}_{s}" for d in CROSSNER_DOMAINS for s in ("train", "dev")
     }
     assert splits["train"]["sentences"] == 2 * 3 + 2 * len(CROSSNER_DOMAINS)
-    assert splits["train"]["documents"] == 4  # CoNLL++ train and dev documents; domains have no marks
+    assert (
+        splits["train"]["documents"] == 4
+    )  # CoNLL++ train and dev documents; domains have no marks
     assert set(splits["dev"]["types"]) == {f"{d}_dev" for d in CROSSNER_DOMAINS}
     assert set(splits["test"]["types"]) == {f"{d}_test" for d in CROSSNER_DOMAINS}
     for domain in CROSSNER_DOMAINS:
@@ -336,11 +375,16 @@ def test_real_statistics_match_manifest(project, expected, dataset):
 
 @needs_data
 def test_real_conllpp_chunks(project, tmp_path):
-    report = convert("conllpp", project / "assets" / "conllpp", tmp_path, granularity="chunk", max_tokens=74)
+    report = convert(
+        "conllpp", project / "assets" / "conllpp", tmp_path, granularity="chunk", max_tokens=74
+    )
     samples = {split: stats["samples"] for split, stats in report["splits"].items()}
     assert samples["test"] == 819
     assert samples["train"] + samples["dev"] == 4506
-    assert report["splits"]["test"]["documents"] == 231 and report["splits"]["test"]["sentences"] == 3453
+    assert (
+        report["splits"]["test"]["documents"] == 231
+        and report["splits"]["test"]["sentences"] == 3453
+    )
     assert len(DocBin().from_disk(tmp_path / "test.spacy")) == 819
 
 
@@ -348,12 +392,20 @@ def test_real_conllpp_chunks(project, tmp_path):
 def test_real_crossner_splits(project, expected, tmp_path):
     splits = convert("crossner", project / "assets" / "crossner", tmp_path)["splits"]
     # CoNLL++ train+dev (17,291 / 254,983) + five domains' train+dev (2,821 / 108,733): MANIFEST.md
-    assert (splits["train"]["sentences"], splits["train"]["tokens"], splits["train"]["documents"]) == (20112, 363716, 1162)
+    assert (
+        splits["train"]["sentences"],
+        splits["train"]["tokens"],
+        splits["train"]["documents"],
+    ) == (20112, 363716, 1162)
     assert len(splits["train"]["types"]) == 39
     assert (splits["test"]["sentences"], splits["test"]["tokens"]) == (2506, 95825)
-    assert splits["dev"]["sentences"] == sum(expected[f"crossner_{d}/dev.iob.gz"]["sentences"] for d in CROSSNER_DOMAINS)
+    assert splits["dev"]["sentences"] == sum(
+        expected[f"crossner_{d}/dev.iob.gz"]["sentences"] for d in CROSSNER_DOMAINS
+    )
     for domain in CROSSNER_DOMAINS:
-        assert_matches_manifest(splits[f"test_{domain}"], expected[f"crossner_{domain}/test.iob.gz"])
+        assert_matches_manifest(
+            splits[f"test_{domain}"], expected[f"crossner_{domain}/test.iob.gz"]
+        )
 
 
 @needs_data

@@ -5,6 +5,7 @@ with the right counts while the DocBin keeps exactly the good spans; the IOB
 and DocBin readers convert tiny files; unusable data fails with a clear
 message and writes no corpus.
 """
+
 import json
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
@@ -32,33 +33,71 @@ def span(text: str, sub: str, label: str) -> Dict[str, Any]:
 
 
 def record(text: str, *spans: Tuple[str, str], **extra: Any) -> str:
-    return json.dumps({"text": text, "spans": [span(text, sub, label) for sub, label in spans], **extra})
+    return json.dumps(
+        {"text": text, "spans": [span(text, sub, label) for sub, label in spans], **extra}
+    )
 
 
 NAACP = "the National Association for the Advancement of Colored People"  # 9 tokens
 YORK = "I flew to New York-based Acme."
 # Line numbers matter: the report must name them. Line 4 is blank.
 LINES = [
-    record("Angela Merkel met Emmanuel Macron in Berlin.",
-           ("Angela Merkel", "PER"), ("Emmanuel Macron", "PER"), ("Berlin", "LOC")),                          # 1 good
-    json.dumps({"text": "Apple opened a store in Paris.",
-                "spans": [{"start": 0, "end": 5, "label": "ORG"}, {"start": 24, "end": 40, "label": "LOC"}]}),  # 2 outside
-    json.dumps({"text": "Siemens hired Jo Smith.",
-                "spans": [{"start": 1, "end": 7, "label": "ORG"}, {"start": 14, "end": 22, "label": "PER"}]}),  # 3 misaligned
+    record(
+        "Angela Merkel met Emmanuel Macron in Berlin.",
+        ("Angela Merkel", "PER"),
+        ("Emmanuel Macron", "PER"),
+        ("Berlin", "LOC"),
+    ),  # 1 good
+    json.dumps(
+        {
+            "text": "Apple opened a store in Paris.",
+            "spans": [
+                {"start": 0, "end": 5, "label": "ORG"},
+                {"start": 24, "end": 40, "label": "LOC"},
+            ],
+        }
+    ),  # 2 outside
+    json.dumps(
+        {
+            "text": "Siemens hired Jo Smith.",
+            "spans": [
+                {"start": 1, "end": 7, "label": "ORG"},
+                {"start": 14, "end": 22, "label": "PER"},
+            ],
+        }
+    ),  # 3 misaligned
     "",
-    record("The University of California at Berkeley is big.",
-           ("University of California at Berkeley", "ORG"), ("Berkeley", "LOC")),                              # 5 overlap
-    record("Bob lives in Rome.", ("Bob", ""), ("Rome", "LOC")),                                                 # 6 empty label
-    record(f"He joined {NAACP} in 1950.", (NAACP, "ORG")),                                                     # 7 too long
-    '{"text": "broken", "spans": [',                                                                          # 8 not JSON
-    record("Rome is in Italy.", ("Rome", "LOC"), ("Italy", "LOC"), ("Italy", "LOC")),                           # 9 duplicate
-    record("Rejected text about Oslo.", ("Oslo", "LOC"), answer="reject"),                                      # 10 rejected
-    record(YORK, ("Acme", "ORG"), ("New York", "LOC"),                                                         # 11 own tokens
-           tokens=[{"text": w} for w in ["I", "flew", "to", "New", "York-based", "Acme", "."]]),
-    record("Hello Paris", ("Paris", "LOC"), tokens=[{"text": "Hello"}, {"text": "Pari"}]),                     # 12 bad tokens
-    json.dumps({"text": "Ada Lovelace wrote.",
-                "spans": [{"start": "0", "end": 3, "label": "PER"}, {"start": 0, "end": 12, "label": "PER"}]}),  # 13 bad offsets
-    json.dumps({"text": "Visit  Oslo now", "spans": [{"start": 5, "end": 11, "label": "LOC"}]}),             # 14 whitespace
+    record(
+        "The University of California at Berkeley is big.",
+        ("University of California at Berkeley", "ORG"),
+        ("Berkeley", "LOC"),
+    ),  # 5 overlap
+    record("Bob lives in Rome.", ("Bob", ""), ("Rome", "LOC")),  # 6 empty label
+    record(f"He joined {NAACP} in 1950.", (NAACP, "ORG")),  # 7 too long
+    '{"text": "broken", "spans": [',  # 8 not JSON
+    record("Rome is in Italy.", ("Rome", "LOC"), ("Italy", "LOC"), ("Italy", "LOC")),  # 9 duplicate
+    record("Rejected text about Oslo.", ("Oslo", "LOC"), answer="reject"),  # 10 rejected
+    record(
+        YORK,
+        ("Acme", "ORG"),
+        ("New York", "LOC"),  # 11 own tokens
+        tokens=[{"text": w} for w in ["I", "flew", "to", "New", "York-based", "Acme", "."]],
+    ),
+    record(
+        "Hello Paris", ("Paris", "LOC"), tokens=[{"text": "Hello"}, {"text": "Pari"}]
+    ),  # 12 bad tokens
+    json.dumps(
+        {
+            "text": "Ada Lovelace wrote.",
+            "spans": [
+                {"start": "0", "end": 3, "label": "PER"},
+                {"start": 0, "end": 12, "label": "PER"},
+            ],
+        }
+    ),  # 13 bad offsets
+    json.dumps(
+        {"text": "Visit  Oslo now", "spans": [{"start": 5, "end": 11, "label": "LOC"}]}
+    ),  # 14 whitespace
 ]
 EXPECTED_PROBLEMS = [
     (2, "outside_text", "dropped"),
@@ -117,11 +156,15 @@ def ents(doc) -> List[Tuple[str, str]]:
 
 
 def problems(report: Dict[str, Any], split: str) -> List[Tuple[Any, str, str]]:
-    return [(p["line"] if p["line"] is not None else p["doc_index"], p["kind"], p["action"])
-            for p in report["problems"][split]]
+    return [
+        (p["line"] if p["line"] is not None else p["doc_index"], p["kind"], p["action"])
+        for p in report["problems"][split]
+    ]
 
 
-def test_jsonl_reports_each_bad_annotation_by_line_and_keeps_exactly_the_good_spans(tmp_path, capsys):
+def test_jsonl_reports_each_bad_annotation_by_line_and_keeps_exactly_the_good_spans(
+    tmp_path, capsys
+):
     train = write(tmp_path / "train.jsonl", "\n".join(LINES) + "\n")
     dev = write(tmp_path / "dev.jsonl", LINES[0] + "\n")
     out = tmp_path / "custom"
@@ -132,20 +175,35 @@ def test_jsonl_reports_each_bad_annotation_by_line_and_keeps_exactly_the_good_sp
     counts = report["splits"]["train"]
     assert (counts["records"], counts["docs"]) == (13, 11)
     assert counts["spans"] == {"LOC": 6, "ORG": 4, "PER": 4} and counts["spans_total"] == 14
-    assert counts["spans_lost"] == {"duplicate": 1, "empty_label": 1, "invalid_span": 1, "misaligned": 2,
-                                    "outside_text": 1, "overlap": 1}
+    assert counts["spans_lost"] == {
+        "duplicate": 1,
+        "empty_label": 1,
+        "invalid_span": 1,
+        "misaligned": 2,
+        "outside_text": 1,
+        "overlap": 1,
+    }
     assert counts["records_skipped"] == {"invalid_record": 1, "rejected": 1}
-    assert counts["spans_too_long_kept"] == 1 and counts["spans_snapped"] == 0 and counts["spans_trimmed"] == 1
+    assert (
+        counts["spans_too_long_kept"] == 1
+        and counts["spans_snapped"] == 0
+        and counts["spans_trimmed"] == 1
+    )
     assert [ents(doc) for doc in load(out / "train.spacy")] == GOOD_SPANS
 
     by_line = {p["line"]: p["message"] for p in report["problems"]["train"]}
-    assert "expand gives ORG 'Siemens' [0, 7)" in by_line[3] and "contract gives no span" in by_line[3]
+    assert (
+        "expand gives ORG 'Siemens' [0, 7)" in by_line[3] and "contract gives no span" in by_line[3]
+    )
     assert "LOC 'Berkeley'" in by_line[5] and "(longer)" in by_line[5]
     assert "9 tokens, more than max_span_length 8" in by_line[7]
     assert "expand gives LOC 'New York-based'" in by_line[11]  # the record's own tokens were used
     printed = capsys.readouterr().out
     assert f"{train}:3: misaligned:" in printed and f"{train}:8: invalid_record:" in printed
-    assert "spans lost 7 (duplicate 1, empty_label 1, invalid_span 1, misaligned 2, outside_text 1, overlap 1)" in printed
+    assert (
+        "spans lost 7 (duplicate 1, empty_label 1, invalid_span 1, misaligned 2, outside_text 1, overlap 1)"
+        in printed
+    )
     assert OVERLAP_RULE in printed
 
 
@@ -155,7 +213,9 @@ def test_no_test_file_evaluates_dev_and_says_so(tmp_path, capsys):
     report = convert_custom(train, dev, None, tmp_path / "custom")
     assert report["evaluated_on"] == "dev"
     assert any("test.spacy holds the dev docs" in w for w in report["warnings"])
-    assert [ents(d) for d in load(tmp_path / "custom" / "test.spacy")] == [[("Rome", "LOC"), ("Italy", "LOC")]]
+    assert [ents(d) for d in load(tmp_path / "custom" / "test.spacy")] == [
+        [("Rome", "LOC"), ("Italy", "LOC")]
+    ]
     assert not any("train lacks" in w for w in report["warnings"])  # LOC is in train
     stats = srsly.read_json(tmp_path / "custom" / "stats.json")
     assert stats["splits"]["test"]["mentions"] == 2 and stats["splits"]["train"]["sentences"] == 1
@@ -170,16 +230,23 @@ def test_labels_missing_from_train_are_warned_about(tmp_path):
     train = write(tmp_path / "train.jsonl", LINES[0] + "\n")
     dev = write(tmp_path / "dev.jsonl", record("Acme hired Bob.", ("Acme", "ORG")) + "\n")
     report = convert_custom(train, dev, train, tmp_path / "custom")
-    assert report["warnings"] == ["dev has labels that train lacks, which the model cannot predict: ORG"]
+    assert report["warnings"] == [
+        "dev has labels that train lacks, which the model cannot predict: ORG"
+    ]
 
 
-@pytest.mark.parametrize("mode,expected,action", [
-    ("expand", [("Siemens", "ORG"), ("Jo Smith", "PER")], "snapped"),
-    ("contract", [("Jo Smith", "PER")], "dropped"),  # 'iemens' contracts to no token
-])
+@pytest.mark.parametrize(
+    "mode,expected,action",
+    [
+        ("expand", [("Siemens", "ORG"), ("Jo Smith", "PER")], "snapped"),
+        ("contract", [("Jo Smith", "PER")], "dropped"),  # 'iemens' contracts to no token
+    ],
+)
 def test_alignment_modes_snap_and_report(tmp_path, mode, expected, action):
     train = write(tmp_path / "train.jsonl", LINES[2] + "\n")
-    report = convert_custom(train, train, None, tmp_path / "custom", options=Options(alignment_mode=mode))
+    report = convert_custom(
+        train, train, None, tmp_path / "custom", options=Options(alignment_mode=mode)
+    )
     assert [ents(d) for d in load(tmp_path / "custom" / "train.spacy")] == [expected]
     assert problems(report, "train") == [(1, "misaligned", action)]
     assert report["splits"]["train"]["spans_snapped"] == (1 if action == "snapped" else 0)
@@ -187,12 +254,23 @@ def test_alignment_modes_snap_and_report(tmp_path, mode, expected, action):
 
 def test_iob_file_converts_with_bad_tags_reported_by_line(tmp_path):
     train = write(tmp_path / "train.conll", IOB)
-    report = convert_custom(train, train, None, tmp_path / "custom", options=Options(max_span_length=1))
+    report = convert_custom(
+        train, train, None, tmp_path / "custom", options=Options(max_span_length=1)
+    )
     docs = load(tmp_path / "custom" / "train.spacy")
-    assert [d.text for d in docs] == ["EU rejects German call", "Peter Blackburn visited Paris today"]
-    assert [ents(d) for d in docs] == [[("EU", "ORG"), ("German", "MISC")], [("Peter Blackburn", "PER")]]
-    assert problems(report, "train") == [(11, "invalid_tag", "dropped"), (12, "empty_label", "dropped"),
-                                         (8, "too_long", "kept")]
+    assert [d.text for d in docs] == [
+        "EU rejects German call",
+        "Peter Blackburn visited Paris today",
+    ]
+    assert [ents(d) for d in docs] == [
+        [("EU", "ORG"), ("German", "MISC")],
+        [("Peter Blackburn", "PER")],
+    ]
+    assert problems(report, "train") == [
+        (11, "invalid_tag", "dropped"),
+        (12, "empty_label", "dropped"),
+        (8, "too_long", "kept"),
+    ]
     assert report["splits"]["train"]["format"] == "iob"
     assert docs[0].user_data[DOC_ID_KEY] == f"{train}#0"
 
@@ -210,13 +288,24 @@ def test_docbin_ents_and_spans_key(tmp_path):
 
     convert_custom(path, path, None, tmp_path / "ents")
     assert [ents(d) for d in load(tmp_path / "ents" / "train.spacy")] == [
-        [("Angela Merkel", "PER"), ("Paris", "LOC")], [], []]
+        [("Angela Merkel", "PER"), ("Paris", "LOC")],
+        [],
+        [],
+    ]
 
-    report = convert_custom(path, path, None, tmp_path / "custom_sc", options=Options(spans_key="sc"))
+    report = convert_custom(
+        path, path, None, tmp_path / "custom_sc", options=Options(spans_key="sc")
+    )
     assert [ents(d) for d in load(tmp_path / "custom_sc" / "train.spacy")] == [
-        [("Angela Merkel", "PER")], [("Oslo", "LOC")]]
-    assert problems(report, "train") == [(0, "empty_label", "dropped"), (0, "overlap", "dropped"),
-                                         (1, "missing_spans_key", "record skipped"), (2, "whitespace", "trimmed")]
+        [("Angela Merkel", "PER")],
+        [("Oslo", "LOC")],
+    ]
+    assert problems(report, "train") == [
+        (0, "empty_label", "dropped"),
+        (0, "overlap", "dropped"),
+        (1, "missing_spans_key", "record skipped"),
+        (2, "whitespace", "trimmed"),
+    ]
 
 
 def test_format_detection_and_override(tmp_path):
@@ -234,14 +323,18 @@ def test_format_detection_and_override(tmp_path):
 
 def test_unusable_data_fails_clearly_and_writes_no_corpus(tmp_path, capsys):
     good = write(tmp_path / "good.jsonl", LINES[0] + "\n")
-    broken = write(tmp_path / "broken.jsonl", "not json\n" + json.dumps({"text": "   ", "spans": []}) + "\n")
+    broken = write(
+        tmp_path / "broken.jsonl", "not json\n" + json.dumps({"text": "   ", "spans": []}) + "\n"
+    )
     assert main([str(broken), str(good), str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert f"train ({broken}): no usable doc among 2 records" in err
     assert not (tmp_path / "out" / "train.spacy").exists()
     assert srsly.read_json(tmp_path / "out" / "conversion_report.json")["errors"]
 
-    no_spans = write(tmp_path / "no_spans.jsonl", json.dumps({"text": "Just text.", "spans": []}) + "\n")
+    no_spans = write(
+        tmp_path / "no_spans.jsonl", json.dumps({"text": "Just text.", "spans": []}) + "\n"
+    )
     with pytest.raises(UnusableData, match="no entity span is left"):
         convert_custom(no_spans, good, None, tmp_path / "out")
 

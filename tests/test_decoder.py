@@ -1,4 +1,5 @@
 """The PyTorch span decoder against a naive, span-by-span reference."""
+
 import dataclasses
 import math
 
@@ -50,19 +51,36 @@ def scheme(request):
     return request.param
 
 
-def make_decoder(seed=0, max_len=MAX_LEN, block_size=BLOCK_SIZE, context=CONTEXT, scheme="relative", budget=None):
+def make_decoder(
+    seed=0, max_len=MAX_LEN, block_size=BLOCK_SIZE, context=CONTEXT, scheme="relative", budget=None
+):
     torch.manual_seed(seed)
     n_positions = max_window_length(max_len, block_size, context)
     if scheme == "relative":
-        dec = RelativeSpanDecoder(WIDTH, N_CLASSES, N_HEADS, mlp_ratio=2.0, dropout=0.1, n_positions=n_positions,
-                                  max_span_length=max_len, budget=budget)
+        dec = RelativeSpanDecoder(
+            WIDTH,
+            N_CLASSES,
+            N_HEADS,
+            mlp_ratio=2.0,
+            dropout=0.1,
+            n_positions=n_positions,
+            max_span_length=max_len,
+            budget=budget,
+        )
         with torch.no_grad():
             # A bias that is not symmetric in the offset, nor shared by the markers.
             dec.relative_bias.normal_(0.0, 1.0)
     else:
         dec = AbsoluteSpanDecoder(
-            WIDTH, N_CLASSES, N_HEADS, mlp_ratio=2.0, dropout=0.1, n_positions=n_positions,
-            position_init="sinusoidal", position_key_scale=1.0, budget=budget,
+            WIDTH,
+            N_CLASSES,
+            N_HEADS,
+            mlp_ratio=2.0,
+            dropout=0.1,
+            n_positions=n_positions,
+            position_init="sinusoidal",
+            position_key_scale=1.0,
+            budget=budget,
         )
     # Non-trivial LayerNorm affine parameters, so a mix-up between the three
     # norms cannot go unnoticed.
@@ -89,7 +107,9 @@ def relative_reference_logits(dec: RelativeSpanDecoder, inputs) -> torch.Tensor:
     hw = d // h
     center = dec.n_positions - 1
     rows = []
-    for s, e, b in zip(inputs["starts"].tolist(), inputs["ends"].tolist(), inputs["span_blocks"].tolist()):
+    for s, e, b in zip(
+        inputs["starts"].tolist(), inputs["ends"].tolist(), inputs["span_blocks"].tolist()
+    ):
         ws = int(inputs["window_starts"][b])
         wl = int(inputs["window_lengths"][b])
         assert ws <= s <= e < ws + wl
@@ -131,7 +151,9 @@ def absolute_reference_logits(dec: AbsoluteSpanDecoder, inputs) -> torch.Tensor:
     hw = d // h
     pos = dec.positions.weight
     rows = []
-    for s, e, b in zip(inputs["starts"].tolist(), inputs["ends"].tolist(), inputs["span_blocks"].tolist()):
+    for s, e, b in zip(
+        inputs["starts"].tolist(), inputs["ends"].tolist(), inputs["span_blocks"].tolist()
+    ):
         ws = int(inputs["window_starts"][b])
         wl = int(inputs["window_lengths"][b])
         assert ws <= s <= e < ws + wl
@@ -140,7 +162,9 @@ def absolute_reference_logits(dec: AbsoluteSpanDecoder, inputs) -> torch.Tensor:
         window = F.layer_norm(tokens[ws : ws + wl], (d,), dec.norm_text.weight, dec.norm_text.bias)
         q = q_normed @ dec.q_proj.weight.T + dec.q_proj.bias
         # Text keys: content + positions through their own projection.
-        k_text = window @ dec.k_proj.weight.T + dec.k_proj.bias + pos[:wl] @ dec.pos_key_proj.weight.T
+        k_text = (
+            window @ dec.k_proj.weight.T + dec.k_proj.bias + pos[:wl] @ dec.pos_key_proj.weight.T
+        )
         k = torch.cat([q_normed @ dec.k_proj.weight.T + dec.k_proj.bias, k_text], dim=0)
         kv_in = torch.cat([q_normed, window + pos[:wl]], dim=0)  # (2 + wl, d)
         v = kv_in @ dec.v_proj.weight.T + dec.v_proj.bias
@@ -177,7 +201,10 @@ def test_decoder_matches_naive_reference(attention_path, scheme):
     with torch.no_grad():
         got = dec(**inputs)
         expected = reference_logits(dec, inputs)
-    assert got.shape == (sum(min(n, MAX_LEN) * n - min(n, MAX_LEN) * (min(n, MAX_LEN) - 1) // 2 for n in LENGTHS), N_CLASSES)
+    assert got.shape == (
+        sum(min(n, MAX_LEN) * n - min(n, MAX_LEN) * (min(n, MAX_LEN) - 1) // 2 for n in LENGTHS),
+        N_CLASSES,
+    )
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -243,7 +270,9 @@ def test_decoder_no_spans(scheme):
 
 def test_decoder_width_must_divide_heads():
     with pytest.raises(ValueError, match="n_heads"):
-        AbsoluteSpanDecoder(30, 3, 4, 4.0, 0.0, 10, position_init="sinusoidal", position_key_scale=1.0)
+        AbsoluteSpanDecoder(
+            30, 3, 4, 4.0, 0.0, 10, position_init="sinusoidal", position_key_scale=1.0
+        )
     with pytest.raises(ValueError, match="n_heads"):
         RelativeSpanDecoder(30, 3, 4, 4.0, 0.0, 10, max_span_length=4)
 
@@ -282,7 +311,10 @@ def test_gradient_of_one_span_is_local_to_its_window(attention_path, scheme):
 def brute_force_keep(token_logits, starts, ends, threshold):
     probs = torch.sigmoid(token_logits)
     return torch.tensor(
-        [bool((probs[s : e + 1] >= threshold).all()) for s, e in zip(starts.tolist(), ends.tolist())]
+        [
+            bool((probs[s : e + 1] >= threshold).all())
+            for s, e in zip(starts.tolist(), ends.tolist())
+        ]
     )
 
 
@@ -312,9 +344,15 @@ def test_span_filter_shape():
 
 def net_config(span_filter=True):
     return {
-        "width": WIDTH, "n_classes": N_CLASSES, "n_heads": N_HEADS, "mlp_ratio": 2.0,
-        "dropout": 0.0, "n_positions": max_window_length(MAX_LEN, BLOCK_SIZE, CONTEXT),
-        "span_filter": span_filter, "positions": "relative", "max_span_length": MAX_LEN,
+        "width": WIDTH,
+        "n_classes": N_CLASSES,
+        "n_heads": N_HEADS,
+        "mlp_ratio": 2.0,
+        "dropout": 0.0,
+        "n_positions": max_window_length(MAX_LEN, BLOCK_SIZE, CONTEXT),
+        "span_filter": span_filter,
+        "positions": "relative",
+        "max_span_length": MAX_LEN,
     }
 
 
@@ -329,7 +367,9 @@ def test_net_prunes_spans_and_keeps_their_logits():
     assert torch.equal(all_kept, torch.arange(n))
     assert token_logits.shape == (sum(LENGTHS),)
     torch.testing.assert_close(token_logits, token_logits2)
-    expected = brute_force_keep(token_logits, inputs["starts"], inputs["ends"], 0.5).nonzero().squeeze(-1)
+    expected = (
+        brute_force_keep(token_logits, inputs["starts"], inputs["ends"], 0.5).nonzero().squeeze(-1)
+    )
     assert torch.equal(kept, expected)
     assert 0 < kept.shape[0] < n
     torch.testing.assert_close(logits, all_logits[kept], atol=1e-5, rtol=1e-5)
@@ -363,8 +403,14 @@ def test_inference_chunking_gives_the_same_logits(scheme):
 def test_parameter_count_is_the_papers():
     """The paper's Table 8 gives SpanDec 1.8M parameters on a 384-wide encoder
     (CoNLL++: O + 4 labels); the README says it matches."""
-    config = {**net_config(), "width": 384, "n_heads": 12, "mlp_ratio": 4.0, "max_span_length": 8,
-              "n_positions": max_window_length(8, 64, 64)}
+    config = {
+        **net_config(),
+        "width": 384,
+        "n_heads": 12,
+        "mlp_ratio": 4.0,
+        "max_span_length": 8,
+        "n_positions": max_window_length(8, 64, 64),
+    }
     n_params = sum(p.numel() for p in SpanDecNet(config).parameters())
     assert round(n_params / 1e6, 1) == 1.8, n_params
 
@@ -394,4 +440,6 @@ def test_a_net_config_saved_before_the_position_keys_still_builds_and_loads():
     old.load_state_dict(current.state_dict())
     inputs = make_inputs([5, 9])
     with torch.no_grad():
-        torch.testing.assert_close(old.eval()(**inputs, sf_threshold=0.0), current.eval()(**inputs, sf_threshold=0.0))
+        torch.testing.assert_close(
+            old.eval()(**inputs, sf_threshold=0.0), current.eval()(**inputs, sf_threshold=0.0)
+        )

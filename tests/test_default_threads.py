@@ -7,6 +7,7 @@ The subprocesses run tests/fresh_process.py. Each one runs under a timeout
 and in its own process group, so a hang (e.g. the `n_process` workers'
 torch thread pool after fork) fails the test instead of blocking the suite.
 """
+
 import json
 import os
 import signal
@@ -37,7 +38,11 @@ def fresh_env() -> dict:
 def run_fresh(mode: str, *args: str, timeout: float) -> dict:
     proc = subprocess.Popen(
         [sys.executable, str(TESTS / "fresh_process.py"), mode, *map(str, args)],
-        cwd=TESTS, env=fresh_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=TESTS,
+        env=fresh_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
     try:
@@ -46,7 +51,10 @@ def run_fresh(mode: str, *args: str, timeout: float) -> dict:
         os.killpg(proc.pid, signal.SIGKILL)  # the process and any worker it forked
         out, err = proc.communicate()
         steps = [line for line in err.splitlines() if line.startswith("[")]
-        pytest.fail(f"`fresh_process.py {mode}` did not finish in {timeout} s; it hung after:\n" + "\n".join(steps[-3:]))
+        pytest.fail(
+            f"`fresh_process.py {mode}` did not finish in {timeout} s; it hung after:\n"
+            + "\n".join(steps[-3:])
+        )
     assert proc.returncode == 0, err[-4000:]
     return json.loads(out.strip().splitlines()[-1])
 
@@ -95,7 +103,9 @@ def served(tiny_bert_dir, tmp_path_factory) -> dict:
     decoding = {"outside_bias": -0.1, "label_biases": {label: 0.2}, "temperature": 1.3}
     write_settings(path, path, "spandec_ner", decoding)
     loaded = spacy.load(path).get_pipe("spandec_ner")
-    assert (loaded.outside_bias, loaded.label_biases, loaded.temperature) == tuple(decoding.values())
+    assert (loaded.outside_bias, loaded.label_biases, loaded.temperature) == tuple(
+        decoding.values()
+    )
     return run_fresh("serve", path, timeout=600)
 
 
@@ -109,10 +119,18 @@ def test_every_way_to_run_the_transformer_pipeline_gives_the_same_output(served)
     reference = runs.pop("call")
     ents = [e for doc in reference for e in doc["ents"]]
     scores = [s for doc in reference for s in doc["scores"]]
-    assert len(ents) > 10 and min(scores) < 0.8, "the comparison needs entities, some of them close calls"
+    assert len(ents) > 10 and min(scores) < 0.8, (
+        "the comparison needs entities, some of them close calls"
+    )
     assert set(runs) == {
-        "pipe_batch_size_1", "pipe_batch_size_7", "pipe_batch_size_64",
-        "to_bytes", "pickle", "to_disk_reload", "spacy_load_again", "n_process_2",
+        "pipe_batch_size_1",
+        "pipe_batch_size_7",
+        "pipe_batch_size_64",
+        "to_bytes",
+        "pickle",
+        "to_disk_reload",
+        "spacy_load_again",
+        "n_process_2",
     }
     for name, docs in runs.items():
         # Same entities and spans; scores equal up to float32 rounding
@@ -137,7 +155,9 @@ def test_training_is_bit_identical_at_one_thread(determinism, model):
     """The README's setting for identical losses: torch.set_num_threads(1)."""
     runs = determinism["one_thread"][model]
     assert runs["seed0"] == runs["seed0_again"]
-    assert not numpy.allclose(runs["seed0"], runs["seed1"], rtol=1e-3)  # the seed matters: not vacuous
+    assert not numpy.allclose(
+        runs["seed0"], runs["seed1"], rtol=1e-3
+    )  # the seed matters: not vacuous
 
 
 @pytest.mark.parametrize("model", ["cnn", "tiny_bert"])

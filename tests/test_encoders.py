@@ -1,9 +1,11 @@
 """The offline encoder lookup used as the transformer `name`."""
+
 import os
 
 import pytest
 
 from spacy_spandec.encoders import offline_encoder
+
 
 def test_offline_encoder_falls_back_to_hub_name(monkeypatch):
     """Loading a packaged pipeline resolves the encoder name; without the

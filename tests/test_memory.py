@@ -6,6 +6,7 @@ half and after the second half. The raw RSS is what the OS sees; then glibc's
 `malloc_trim(0)` hands freed heap pages back, so the "trimmed" RSS is the
 memory the process still uses. Both must stay flat.
 """
+
 import ctypes
 import gc
 import json
@@ -23,7 +24,9 @@ from test_default_threads import fresh_env
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and glibc's malloc_trim"),
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"), reason="reads /proc and glibc's malloc_trim"
+    ),
 ]
 
 WARM_UP, HALF = 2_000, 9_000  # 20,000 docs in all
@@ -82,8 +85,13 @@ def stream(tiny_bert_dir) -> Dict[str, float]:
     """Measured in a fresh process at the default threads, as users run it:
     the test session's own heap (Ray, pyarrow and earlier tests have used
     it) is not the user's."""
-    proc = subprocess.run([sys.executable, __file__, str(tiny_bert_dir)], env=fresh_env(),
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, __file__, str(tiny_bert_dir)],
+        env=fresh_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     print("\nRSS (MB) while streaming:", {k: round(v, 1) for k, v in out.items()})

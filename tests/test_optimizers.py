@@ -1,4 +1,5 @@
 """`spacy-spandec.AdamW.v1` and `spacy-spandec.warmup_linear_ratio.v1`."""
+
 from itertools import islice
 
 import numpy
@@ -84,10 +85,17 @@ def test_custom_patterns(params):
 def test_every_decoder_parameter_is_a_new_weight(params):
     """The decoder's PyTorch names all match the default `spandec.*` pattern."""
     weights, gradient = params
-    net = SpanDecNet({
-        "width": 8, "n_classes": 3, "n_heads": 2, "mlp_ratio": 2.0, "dropout": 0.0,
-        "n_positions": max_window_length(4, 8, 2), "span_filter": True,
-    })
+    net = SpanDecNet(
+        {
+            "width": 8,
+            "n_classes": 3,
+            "n_heads": 2,
+            "mlp_ratio": 2.0,
+            "dropout": 0.0,
+            "n_positions": max_window_length(4, 8, 2),
+            "span_filter": True,
+        }
+    )
     names = [name for name, _ in net.named_parameters()]
     assert any(name.startswith("spandec.span_filter.") for name in names)
     optimizer = make_optimizer()
@@ -142,4 +150,3 @@ def test_warmup_ratio_must_be_a_fraction():
     schedule = registry.schedules.get("spacy-spandec.warmup_linear_ratio.v1")
     with pytest.raises(ValueError, match="warmup_ratio"):
         schedule(initial_rate=1e-3, total_steps=10, warmup_ratio=1.0)
-

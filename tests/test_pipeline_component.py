@@ -1,5 +1,6 @@
 """The `spandec_ner` component on a small CNN tok2vec: training, outputs,
 serialization, batching, errors, scoring and warnings."""
+
 import pickle
 import shutil
 import subprocess
@@ -60,7 +61,9 @@ def test_add_pipe_by_name_through_entry_points():
         "print(nlp.pipe_names)\n"
         "print(type(nlp.get_pipe('spandec_ner')).__name__)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/", timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd="/", timeout=120
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "before False"
@@ -177,9 +180,15 @@ def test_overfit_without_span_filter():
 
 
 NESTED_DATA = [
-    ("The New York Stock Exchange closed early .", [("New York Stock Exchange", "ORG"), ("New York", "LOC")]),
+    (
+        "The New York Stock Exchange closed early .",
+        [("New York Stock Exchange", "ORG"), ("New York", "LOC")],
+    ),
     ("The Bank of England raised rates .", [("Bank of England", "ORG"), ("England", "LOC")]),
-    ("Students of the University of Tokyo protested .", [("University of Tokyo", "ORG"), ("Tokyo", "LOC")]),
+    (
+        "Students of the University of Tokyo protested .",
+        [("University of Tokyo", "ORG"), ("Tokyo", "LOC")],
+    ),
     ("Angela Merkel visited Paris .", [("Angela Merkel", "PER"), ("Paris", "LOC")]),
     ("The Paris Agreement was signed .", [("Paris Agreement", "ORG"), ("Paris", "LOC")]),
 ]
@@ -208,7 +217,11 @@ def test_nested_gold_spans():
     # The flat view keeps the higher-scored of the two overlapping spans.
     group = doc.spans["spandec"]
     best = group[int(numpy.argmax(group.attrs["scores"]))]
-    assert (doc.ents[0].start, doc.ents[0].end, doc.ents[0].label_) == (best.start, best.end, best.label_)
+    assert (doc.ents[0].start, doc.ents[0].end, doc.ents[0].label_) == (
+        best.start,
+        best.end,
+        best.label_,
+    )
     scores = nlp.evaluate(examples)
     assert scores["spans_spandec_f"] == 1.0
 
@@ -218,10 +231,14 @@ def test_misaligned_gold_tokenization_trains():
     vocab = nlp.vocab
     # Reference tokens are coarser than spaCy's ("York-based", "Lopez-Garcia").
     items = [
-        (["The", "New", "York-based", "bank", "Chase", "hired", "Maria", "Lopez-Garcia", "."],
-         [(4, 5, "ORG"), (6, 8, "PER")]),
-        (["Chase", "and", "IBM-backed", "Acme", "met", "in", "Boston", "."],
-         [(0, 1, "ORG"), (3, 4, "ORG"), (6, 7, "LOC")]),
+        (
+            ["The", "New", "York-based", "bank", "Chase", "hired", "Maria", "Lopez-Garcia", "."],
+            [(4, 5, "ORG"), (6, 8, "PER")],
+        ),
+        (
+            ["Chase", "and", "IBM-backed", "Acme", "met", "in", "Boston", "."],
+            [(0, 1, "ORG"), (3, 4, "ORG"), (6, 7, "LOC")],
+        ),
         (["Maria", "Lopez-Garcia", "flew", "to", "Boston", "."], [(0, 2, "PER"), (4, 5, "LOC")]),
     ]
     examples = []
@@ -271,13 +288,17 @@ def test_span_group_scores_and_offsets(trained_nlp):
 
 def test_ents_are_greedy_by_score(trained_nlp):
     ner = trained_nlp.get_pipe("spandec_ner")
-    texts = [t for t, _ in TRAIN_DATA] + ["Angela Merkel Berlin Apple Tokyo Barack Obama Google Madrid"]
+    texts = [t for t, _ in TRAIN_DATA] + [
+        "Angela Merkel Berlin Apple Tokyo Barack Obama Google Madrid"
+    ]
     for doc in trained_nlp.pipe(texts):
         spans = list(doc.spans["spandec"])
         scores = doc.spans["spandec"].attrs["scores"]
         taken = numpy.zeros(len(doc), dtype=bool)
         expected = []
-        for k in sorted(range(len(spans)), key=lambda k: (-scores[k], spans[k].start, spans[k].end)):
+        for k in sorted(
+            range(len(spans)), key=lambda k: (-scores[k], spans[k].start, spans[k].end)
+        ):
             s = spans[k]
             if not taken[s.start : s.end].any():
                 taken[s.start : s.end] = True
@@ -293,7 +314,11 @@ def test_overlapping_spans_resolved_by_score():
     ner = nlp.get_pipe("spandec_ner")
     doc = nlp.make_doc("The New York Stock Exchange opened")
     ner.cfg["labels"] = ["LOC", "ORG"]
-    spans = [Span(doc, 1, 3, label="LOC"), Span(doc, 1, 5, label="ORG"), Span(doc, 5, 6, label="LOC")]
+    spans = [
+        Span(doc, 1, 3, label="LOC"),
+        Span(doc, 1, 5, label="ORG"),
+        Span(doc, 5, 6, label="LOC"),
+    ]
     ner._write_ents(doc, spans, [0.6, 0.9, 0.4])
     assert [(e.start, e.end, e.label_) for e in doc.ents] == [(1, 5, "ORG"), (5, 6, "LOC")]
     doc = nlp.make_doc("The New York Stock Exchange opened")
@@ -324,14 +349,18 @@ def test_overwrite_ents_false_keeps_existing(trained_nlp):
         doc.ents = [Span(doc, 1, 3, label="MISC")]  # "Merkel met": overlaps a prediction
         doc = ner(doc)
     assert [(e.text, e.label_) for e in doc.ents] == [
-        ("Merkel met", "MISC"), ("Emmanuel Macron", "PER"), ("Berlin", "LOC")
+        ("Merkel met", "MISC"),
+        ("Emmanuel Macron", "PER"),
+        ("Berlin", "LOC"),
     ]
     # With overwriting (the default) the predictions replace it.
     doc = trained_nlp.make_doc(text)
     doc.ents = [Span(doc, 1, 3, label="MISC")]
     doc = ner(doc)
     assert [(e.text, e.label_) for e in doc.ents] == [
-        ("Angela Merkel", "PER"), ("Emmanuel Macron", "PER"), ("Berlin", "LOC")
+        ("Angela Merkel", "PER"),
+        ("Emmanuel Macron", "PER"),
+        ("Berlin", "LOC"),
     ]
 
 
@@ -445,7 +474,9 @@ def test_sf_threshold_from_saved_config(trained_dir, tmp_path):
     config_file = path / "config.cfg"
     text = config_file.read_text(encoding="utf8")
     assert "sf_threshold = 0.0" in text
-    config_file.write_text(text.replace("sf_threshold = 0.0", "sf_threshold = 0.35"), encoding="utf8")
+    config_file.write_text(
+        text.replace("sf_threshold = 0.0", "sf_threshold = 0.35"), encoding="utf8"
+    )
     nlp2 = spacy.load(path)
     assert nlp2.get_pipe("spandec_ner").sf_threshold == 0.35
 
@@ -573,7 +604,10 @@ def test_default_decoder_has_relative_positions():
     nlp = make_cnn_nlp()
     nlp.initialize(lambda: make_examples(nlp))
     ner = nlp.get_pipe("spandec_ner")
-    assert nlp.config["components"]["spandec_ner"]["model"]["@architectures"] == "spacy-spandec.SpanDecoder.v2"
+    assert (
+        nlp.config["components"]["spandec_ner"]["model"]["@architectures"]
+        == "spacy-spandec.SpanDecoder.v2"
+    )
     decoder = decoder_net(ner.model).spandec["decoder"]
     assert isinstance(decoder, RelativeSpanDecoder)
     assert decoder_net(ner.model).config["positions"] == "relative"
@@ -594,7 +628,9 @@ def test_v1_pipelines_still_build_save_and_load(position_init, scale, tmp_path):
     nlp.to_disk(tmp_path / "p")
     loaded = spacy.load(tmp_path / "p")
     expected = [[(e.start, e.end, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
-    assert [[(e.start, e.end, e.label_) for e in doc.ents] for doc in loaded.pipe(texts)] == expected
+    assert [
+        [(e.start, e.end, e.label_) for e in doc.ents] for doc in loaded.pipe(texts)
+    ] == expected
     assert loaded.get_pipe("spandec_ner").model.attrs["position_init"] == position_init
 
 
@@ -633,7 +669,9 @@ def test_span_loss_is_the_o_weighted_cross_entropy(negative_weight):
     logits = torch.tensor(numpy.asarray(output.logits), requires_grad=True)
     class_weights = torch.ones(logits.shape[1])
     class_weights[0] = negative_weight
-    expected = torch.nn.functional.cross_entropy(logits, torch.tensor(targets), weight=class_weights)
+    expected = torch.nn.functional.cross_entropy(
+        logits, torch.tensor(targets), weight=class_weights
+    )
     expected.backward()
     assert loss == pytest.approx(float(expected.detach()), rel=1e-5)
     assert numpy.allclose(numpy.asarray(d_logits), logits.grad.numpy(), atol=1e-7)
@@ -642,7 +680,11 @@ def test_span_loss_is_the_o_weighted_cross_entropy(negative_weight):
 
 def span_precision_recall(docs, data):
     """Precision and recall of all predicted spans (doc.spans) against the gold."""
-    got = {(i, s.start_char, s.end_char, s.label_) for i, doc in enumerate(docs) for s in doc.spans["spandec"]}
+    got = {
+        (i, s.start_char, s.end_char, s.label_)
+        for i, doc in enumerate(docs)
+        for s in doc.spans["spandec"]
+    }
     gold = {(i, *span) for i, (text, ents) in enumerate(data) for span in char_spans(text, ents)}
     right = len(got & gold)
     return right / max(len(got), 1), right / len(gold)
@@ -679,22 +721,35 @@ def test_label_biases_move_one_label_only(trained_nlp, trained_dir):
     removes that label from the output and keeps the spans of the others."""
     ner = trained_nlp.get_pipe("spandec_ner")
     texts = [text for text, _ in TRAIN_DATA]
-    before = [[(s.start, s.end, s.label_) for s in doc.spans["spandec"]] for doc in trained_nlp.pipe(texts)]
+    before = [
+        [(s.start, s.end, s.label_) for s in doc.spans["spandec"]]
+        for doc in trained_nlp.pipe(texts)
+    ]
     label = before[0][0][2]
-    assert any(lab != label for doc in before for _, _, lab in doc), before  # not vacuous: other labels exist
+    assert any(lab != label for doc in before for _, _, lab in doc), (
+        before
+    )  # not vacuous: other labels exist
     with setting(ner, label_biases={label: -30.0}):
-        after = [[(s.start, s.end, s.label_) for s in doc.spans["spandec"]] for doc in trained_nlp.pipe(texts)]
+        after = [
+            [(s.start, s.end, s.label_) for s in doc.spans["spandec"]]
+            for doc in trained_nlp.pipe(texts)
+        ]
     # The label is gone; every span of another label stays (a span that lost
     # the label may take its next-best label if that beats O).
     assert all(lab != label for doc in after for _, _, lab in doc), after
-    assert all({span for span in b if span[2] != label} <= set(a) for b, a in zip(before, after)), (before, after)
+    assert all({span for span in b if span[2] != label} <= set(a) for b, a in zip(before, after)), (
+        before,
+        after,
+    )
     with setting(ner, label_biases={"NOT_A_LABEL": 1.0}):
         with pytest.raises(ValueError, match="NOT_A_LABEL"):
             trained_nlp(texts[0])
     with pytest.raises(ValueError, match="finite"):
         ner.label_biases = {label: float("nan")}
     # In the config, as `calibrate` writes it, and at load.
-    loaded = spacy.load(trained_dir, config={"components": {"spandec_ner": {"label_biases": {label: -30.0}}}})
+    loaded = spacy.load(
+        trained_dir, config={"components": {"spandec_ner": {"label_biases": {label: -30.0}}}}
+    )
     assert all(s.label_ != label for doc in loaded.pipe(texts) for s in doc.spans["spandec"])
 
 
@@ -783,7 +838,8 @@ def test_corrupt_decoder_weights(trained_nlp, trained_dir, tmp_path):
 
 def test_evaluate_with_unknown_label(trained_nlp):
     examples = make_examples(
-        trained_nlp, data=[("Angela Merkel likes Python .", [("Angela Merkel", "PER"), ("Python", "LANGUAGE")])]
+        trained_nlp,
+        data=[("Angela Merkel likes Python .", [("Angela Merkel", "PER"), ("Python", "LANGUAGE")])],
     )
     with pytest.raises(ValueError, match="LANGUAGE"):
         trained_nlp.evaluate(examples)
@@ -818,7 +874,10 @@ def test_evaluate_scores(trained_nlp):
 def test_score_counts_errors(trained_nlp):
     """A wrong gold label and a missing gold span lower the scores."""
     data = [
-        ("Angela Merkel met Emmanuel Macron in Berlin .", [("Angela Merkel", "ORG"), ("Berlin", "LOC")]),
+        (
+            "Angela Merkel met Emmanuel Macron in Berlin .",
+            [("Angela Merkel", "ORG"), ("Berlin", "LOC")],
+        ),
     ]
     scores = trained_nlp.evaluate(make_examples(trained_nlp, data=data))
     # Predicted: 3 entities; gold: 2, one of them matching.
@@ -834,7 +893,12 @@ def test_score_counts_errors(trained_nlp):
 def test_warns_about_spans_longer_than_max_span_length():
     nlp = make_cnn_nlp(model={"max_span_length": 2})
     examples = make_examples(nlp)  # one 4-token entity: New York Stock Exchange
-    examples += make_examples(nlp, data=[("Bank of New England Corporation rose .", [("Bank of New England Corporation", "ORG")])])
+    examples += make_examples(
+        nlp,
+        data=[
+            ("Bank of New England Corporation rose .", [("Bank of New England Corporation", "ORG")])
+        ],
+    )
     n_gold = sum(len(eg.reference.ents) for eg in examples)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -1,4 +1,5 @@
 """scripts/run_all.py, results_table.py and readme_results.py: budgets, run folders, tables."""
+
 import json
 import subprocess
 import sys
@@ -38,7 +39,9 @@ def test_cpu_budget_gives_chunked_runs_the_same_sentences(tmp_path, monkeypatch)
 def test_dry_run_puts_chunked_runs_in_their_own_folders(capsys):
     assert run_all.main(["--datasets", "conllpp", "--granularity", "chunk", "--dry-run"]) == 0
     commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
-    assert commands and all("--vars.suffix=_chunk74" in c and "--vars.granularity=chunk" in c for c in commands)
+    assert commands and all(
+        "--vars.suffix=_chunk74" in c and "--vars.granularity=chunk" in c for c in commands
+    )
     assert run_all.main(["--datasets", "conllpp", "--dry-run", "--steps", "train"]) == 0
     commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
     assert commands and not any("suffix" in c for c in commands)
@@ -52,9 +55,16 @@ def test_converge_budget_trains_resumably_in_its_own_folders(tmp_path, monkeypat
     stats.write_text(json.dumps({"splits": {"train": {"samples": 4560, "sentences": 4560}}}))
     steps = run_all.max_steps("converge", "bc5cdr_converge", "sentence", "spandec")
     assert steps == -(-run_all.CONVERGE_EPOCHS * 4560 // run_all.samples_per_step("spandec"))
-    assert run_all.main(["--datasets", "bc5cdr", "--budget", "converge", "--dry-run", "--steps", "train"]) == 0
+    assert (
+        run_all.main(
+            ["--datasets", "bc5cdr", "--budget", "converge", "--dry-run", "--steps", "train"]
+        )
+        == 0
+    )
     commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
-    assert len(commands) == 3  # spacy_ner, token_cls, spandec; sf_spandec is calibrated, not trained
+    assert (
+        len(commands) == 3
+    )  # spacy_ner, token_cls, spandec; sf_spandec is calibrated, not trained
     for command in commands:
         assert " train-resumable " in command and "--vars.suffix=_converge" in command
         assert f"--vars.max_steps={steps}" in command and "--vars.max_epochs=10" in command
@@ -68,7 +78,9 @@ def test_results_table_has_one_row_per_run_and_model(tmp_path):
         (metrics / run).mkdir(parents=True)
         (metrics / run / "spandec.json").write_text(json.dumps(scores))
     timings = tmp_path / "timings.json"
-    timings.write_text(json.dumps({"conllpp_chunk74/spandec/train": {"seconds": 12.5, "vars": {"max_steps": 105}}}))
+    timings.write_text(
+        json.dumps({"conllpp_chunk74/spandec/train": {"seconds": 12.5, "vars": {"max_steps": 105}}})
+    )
     rows = results_table.collect(metrics, timings)
     assert list(rows) == ["conllpp/spandec", "conllpp_chunk74/spandec", "bc5cdr/spandec"]
     chunked = rows["conllpp_chunk74/spandec"]
@@ -81,12 +93,16 @@ def test_results_table_has_one_row_per_run_and_model(tmp_path):
 
 def test_wall_times_sum_the_successful_steps_of_each_run(tmp_path):
     timings = tmp_path / "timings.json"
-    timings.write_text(json.dumps({
-        "conllpp/-/convert": {"seconds": 10.0, "returncode": 0},
-        "conllpp/spandec/train": {"seconds": 100.5, "returncode": 0},
-        "conllpp/token_cls/train": {"seconds": 999.0, "returncode": 1},
-        "bc5cdr/spandec/train": {"seconds": 7.0, "returncode": 0},
-    }))
+    timings.write_text(
+        json.dumps(
+            {
+                "conllpp/-/convert": {"seconds": 10.0, "returncode": 0},
+                "conllpp/spandec/train": {"seconds": 100.5, "returncode": 0},
+                "conllpp/token_cls/train": {"seconds": 999.0, "returncode": 1},
+                "bc5cdr/spandec/train": {"seconds": 7.0, "returncode": 0},
+            }
+        )
+    )
     times = results_table.wall_times(timings)
     assert times == {"bc5cdr": 7.0, "conllpp": 110.5}
     table = results_table.markdown({}, {"machine": "m", "date": "d", "command": "c"}, times)
@@ -97,12 +113,19 @@ def test_dry_run_of_one_benchmark_and_sf_variant_trains_the_model_it_calibrates(
     assert run_all.main(["--datasets", "bc5cdr", "--configs", "sf_spandec", "--dry-run"]) == 0
     commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
     assert commands and all("--vars.dataset=bc5cdr" in c for c in commands)
-    steps = [(c.split()[6], next((a for a in c.split() if a.startswith("--vars.config=")), None)) for c in commands]
+    steps = [
+        (c.split()[6], next((a for a in c.split() if a.startswith("--vars.config=")), None))
+        for c in commands
+    ]
     assert ("train", "--vars.config=spandec") in steps
     assert ("calibrate", "--vars.config=sf_spandec") in steps
-    assert steps.index(("train", "--vars.config=spandec")) < steps.index(("calibrate", "--vars.config=sf_spandec"))
+    assert steps.index(("train", "--vars.config=spandec")) < steps.index(
+        ("calibrate", "--vars.config=sf_spandec")
+    )
     # spandec itself is neither evaluated nor packaged: only what was asked for.
-    assert not any(step in ("evaluate", "package") and cfg == "--vars.config=spandec" for step, cfg in steps)
+    assert not any(
+        step in ("evaluate", "package") and cfg == "--vars.config=spandec" for step, cfg in steps
+    )
     assert not any(cfg == "--vars.config=token_cls" for _, cfg in steps)
 
 
@@ -119,23 +142,50 @@ def test_custom_workflow_reuses_the_benchmark_steps_on_the_converted_files():
     from weasel.util import load_project_config
 
     root = Path(__file__).resolve().parents[1]
-    overrides = {"vars.dataset": "custom", "vars.train": "my_train.jsonl", "vars.dev": "/data/my dev.jsonl"}
+    overrides = {
+        "vars.dataset": "custom",
+        "vars.train": "my_train.jsonl",
+        "vars.dev": "/data/my dev.jsonl",
+    }
     project = load_project_config(root, overrides=overrides)
-    assert project["workflows"]["custom"] == ["convert-custom", "train", "calibrate", "evaluate", "package"]
+    assert project["workflows"]["custom"] == [
+        "convert-custom",
+        "train",
+        "calibrate",
+        "evaluate",
+        "package",
+    ]
     convert = next(c for c in project["commands"] if c["name"] == "convert-custom")
     # Separate paths (adjacent "${...}" list items would be joined into one by the config interpolation).
-    assert convert["deps"] == ["my_train.jsonl", "spacy_spandec/custom_data.py", "/data/my dev.jsonl"]
+    assert convert["deps"] == [
+        "my_train.jsonl",
+        "spacy_spandec/custom_data.py",
+        "/data/my dev.jsonl",
+    ]
     script = convert["script"][0]
-    assert '"my_train.jsonl" "/data/my dev.jsonl"  corpus/custom ' in script  # no test: evaluate scores dev
+    assert (
+        '"my_train.jsonl" "/data/my dev.jsonl"  corpus/custom ' in script
+    )  # no test: evaluate scores dev
     assert "corpus/custom/conversion_report.json" in convert["outputs"]
 
 
 def test_package_model_card_names_custom_data_and_the_scored_split(tmp_path):
     report = tmp_path / "conversion_report.json"
-    report.write_text(json.dumps({"evaluated_on": "dev", "splits": {
-        "train": {"file": "t.jsonl", "docs": 3, "spans_total": 5}, "dev": {"file": "d.jsonl", "docs": 2, "spans_total": 4}}}))
+    report.write_text(
+        json.dumps(
+            {
+                "evaluated_on": "dev",
+                "splits": {
+                    "train": {"file": "t.jsonl", "docs": 3, "spans_total": 5},
+                    "dev": {"file": "d.jsonl", "docs": 2, "spans_total": 4},
+                },
+            }
+        )
+    )
     assert package_meta.data_description("custom", report) == (
-        "your own annotations: train t.jsonl (3 docs, 5 spans); dev d.jsonl (2 docs, 4 spans)", "dev")
+        "your own annotations: train t.jsonl (3 docs, 5 spans); dev d.jsonl (2 docs, 4 spans)",
+        "dev",
+    )
     assert package_meta.data_description("bc5cdr", tmp_path / "missing.json")[1] == "test"
 
 
@@ -156,7 +206,9 @@ def test_benchmark_targets_report_every_variant_and_refuse_unequal_budgets():
     lines = benchmark.targets(models, 8)
     text = "\n".join(lines)
     assert "SpanDec / Token docs/s at batch 8: 0.79× (target ≥ 0.8×: missed)" in text
-    assert "SpanDec (decoder bfloat16) / Token docs/s at batch 8: 0.81× (target ≥ 0.8×: met)" in text
+    assert (
+        "SpanDec (decoder bfloat16) / Token docs/s at batch 8: 0.81× (target ≥ 0.8×: met)" in text
+    )
     assert "SF / Token docs/s at batch 8: 1.11× (target ≥ 1.1×: met)" in text
     assert "encoder int8" not in text  # the reference runs a float32 encoder
     assert "SpanDec − Token F1: +0.60 (target ≥ +0.5: met)" in text
@@ -201,7 +253,14 @@ def test_run_all_records_the_wall_time_of_the_whole_invocation(tmp_path, monkeyp
 
     monkeypatch.setattr(run_all, "run_step", fake_step)
     record = tmp_path / "run_all.json"
-    args = ["--datasets", "bc5cdr", "--timings", str(tmp_path / "t.json"), "--run-record", str(record)]
+    args = [
+        "--datasets",
+        "bc5cdr",
+        "--timings",
+        str(tmp_path / "t.json"),
+        "--run-record",
+        str(record),
+    ]
     assert run_all.main(args) == 0
     assert calls[:3] == ["assets", "convert", "train"] and "package" in calls
     whole = json.loads(record.read_text())
@@ -228,8 +287,10 @@ def test_spanmarker_training_resumes_from_the_last_complete_checkpoint(tmp_path)
     # checkpoint-75 was cut off mid-save (no trainer_state.json): resume from 50.
     resume = train_spanmarker.last_checkpoint(checkpoints)
     assert resume == checkpoints / "checkpoint-50"
-    earlier = [{"from_step": 0, "to_step": 50, "started": "a", "seconds": 600.0},
-               {"from_step": 50, "to_step": 75, "started": "b", "seconds": 300.0}]
+    earlier = [
+        {"from_step": 0, "to_step": 50, "started": "a", "seconds": 600.0},
+        {"from_step": 50, "to_step": 75, "started": "b", "seconds": 300.0},
+    ]
     (checkpoints / train_spanmarker.SEGMENTS).write_text(json.dumps(earlier))
     settings = {"dataset": "bc5cdr", "max_steps": 400}
     segments = train_spanmarker.load_segments(checkpoints, resume, settings)
@@ -259,7 +320,9 @@ def test_benchmark_reads_metrics_only_when_newer_than_the_model(tmp_path, monkey
     (model / "model.safetensors").write_bytes(b"weights")
     metrics = benchmark.metrics_path("bc5cdr", "spanmarker")
     metrics.parent.mkdir(parents=True)
-    metrics.write_text(json.dumps({"seqeval_f": 0.71, "seqeval_p": 0.8, "seqeval_r": 0.64, "ents_f": 0.7}))
+    metrics.write_text(
+        json.dumps({"seqeval_f": 0.71, "seqeval_p": 0.8, "seqeval_r": 0.64, "ents_f": 0.7})
+    )
     runner = benchmark.Runner("spanmarker", "bc5cdr")
     os.utime(model / "model.safetensors", (2_000, 2_000))
     os.utime(metrics, (1_000, 1_000))
@@ -289,28 +352,47 @@ def test_project_docs_are_generated_from_project_yml(tmp_path):
     committed = (root / "docs" / "project.md").read_text()
     copy = tmp_path / "project.md"
     copy.write_text(committed)
-    proc = subprocess.run([sys.executable, "-m", "spacy", "project", "document", str(root), "--output", str(copy)],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "spacy", "project", "document", str(root), "--output", str(copy)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
-    assert copy.read_text() == committed, "docs/project.md is stale: regenerate it (see the docstring)"
+    assert copy.read_text() == committed, (
+        "docs/project.md is stale: regenerate it (see the docstring)"
+    )
 
 
 def test_readme_results_table_reads_the_files_and_leaves_missing_cells_empty(tmp_path):
     (tmp_path / "metrics" / "bc5cdr").mkdir(parents=True)
-    (tmp_path / "metrics" / "bc5cdr" / "token_cls.json").write_text(json.dumps({"seqeval_f": 0.81234}))
-    block = readme_results.table(tmp_path)
-    rows = {line.split(" | ")[0].lstrip("| "): line for line in block.splitlines() if line.startswith("| ")}
-    (tmp_path / "results" / "ablations" / "conllpp_400").mkdir(parents=True)
-    (tmp_path / "results" / "ablations" / "conllpp_400" / "evaluate_spandec_documents.json").write_text(
-        json.dumps({"seqeval_f": 0.8})
+    (tmp_path / "metrics" / "bc5cdr" / "token_cls.json").write_text(
+        json.dumps({"seqeval_f": 0.81234})
     )
     block = readme_results.table(tmp_path)
-    rows = {line.split(" | ")[0].lstrip("| "): line for line in block.splitlines() if line.startswith("| ")}
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line
+        for line in block.splitlines()
+        if line.startswith("| ")
+    }
+    (tmp_path / "results" / "ablations" / "conllpp_400").mkdir(parents=True)
+    (
+        tmp_path / "results" / "ablations" / "conllpp_400" / "evaluate_spandec_documents.json"
+    ).write_text(json.dumps({"seqeval_f": 0.8}))
+    block = readme_results.table(tmp_path)
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line
+        for line in block.splitlines()
+        if line.startswith("| ")
+    }
     assert rows["BC5CDR"] == "| BC5CDR | – | 81.2 | – | – | – | – | – |"
     assert rows["CoNLL++ sentences"] == "| CoNLL++ sentences | – | – | – | – | – | – | – |"
     assert rows["CoNLL++ whole documents, trained on sentences"].endswith("| – | 80.0 | – |")
     readme = "intro\n<!-- results:start -->\nold\n<!-- results:end -->\nrest\n"
-    assert readme_results.render(readme, "new") == "intro\n<!-- results:start -->\nnew\n<!-- results:end -->\nrest\n"
+    assert (
+        readme_results.render(readme, "new")
+        == "intro\n<!-- results:start -->\nnew\n<!-- results:end -->\nrest\n"
+    )
     with pytest.raises(ValueError, match="exactly one"):
         readme_results.render("no markers", "new")
 
@@ -319,19 +401,52 @@ def test_convergence_curves_copy_every_point_and_report_words_per_second(tmp_pat
     folder = tmp_path / "training" / "bc5cdr_converge" / "spandec"
     (folder / "checkpoint").mkdir(parents=True)
     points = [
-        {"step": 0, "epoch": 0, "epoch_end": False, "words": 0, "seconds": 1.0, "train_seconds": 0.0, "score": 0.0,
-         "losses": {}, "scores": {"ents_f": 0.01, "seqeval_f": 0.01}},
-        {"step": 10, "epoch": 0, "epoch_end": True, "words": 500, "seconds": 30.0, "train_seconds": 20.0, "score": 0.6,
-         "losses": {}, "scores": {"ents_f": 0.6, "seqeval_f": 0.59}},
-        {"step": 20, "epoch": 1, "epoch_end": False, "words": 1000, "seconds": 60.0, "train_seconds": 40.0, "score": 0.5,
-         "losses": {}, "scores": {"ents_f": 0.5, "seqeval_f": 0.49}},
+        {
+            "step": 0,
+            "epoch": 0,
+            "epoch_end": False,
+            "words": 0,
+            "seconds": 1.0,
+            "train_seconds": 0.0,
+            "score": 0.0,
+            "losses": {},
+            "scores": {"ents_f": 0.01, "seqeval_f": 0.01},
+        },
+        {
+            "step": 10,
+            "epoch": 0,
+            "epoch_end": True,
+            "words": 500,
+            "seconds": 30.0,
+            "train_seconds": 20.0,
+            "score": 0.6,
+            "losses": {},
+            "scores": {"ents_f": 0.6, "seqeval_f": 0.59},
+        },
+        {
+            "step": 20,
+            "epoch": 1,
+            "epoch_end": False,
+            "words": 1000,
+            "seconds": 60.0,
+            "train_seconds": 40.0,
+            "score": 0.5,
+            "losses": {},
+            "scores": {"ents_f": 0.5, "seqeval_f": 0.49},
+        },
     ]
     (folder / "curve.jsonl").write_text("".join(json.dumps(p) + "\n" for p in points))
-    (folder / "checkpoint" / "state.json").write_text(json.dumps({"finished": "converged after epoch 1"}))
+    (folder / "checkpoint" / "state.json").write_text(
+        json.dumps({"finished": "converged after epoch 1"})
+    )
     metrics = tmp_path / "metrics" / "bc5cdr_converge"
     metrics.mkdir(parents=True)
-    (metrics / "spandec.json").write_text(json.dumps({"seqeval_f": 0.81, "ents_f": 0.82, "token_acc": 1.0}))
-    (metrics / "sf_spandec.json").write_text(json.dumps({"seqeval_f": 0.8, "spans_spandec_kept_fraction": 0.05}))
+    (metrics / "spandec.json").write_text(
+        json.dumps({"seqeval_f": 0.81, "ents_f": 0.82, "token_acc": 1.0})
+    )
+    (metrics / "sf_spandec.json").write_text(
+        json.dumps({"seqeval_f": 0.8, "spans_spandec_kept_fraction": 0.05})
+    )
     result = convergence_curves.collect("bc5cdr", tmp_path)
     assert list(result["models"]) == ["spandec"]  # the other models have no curve yet
     model = result["models"]["spandec"]
@@ -347,11 +462,23 @@ def test_decoding_report_reads_the_calibrate_and_evaluate_outputs(tmp_path):
     folder = tmp_path / "results" / "ablations" / "bc5cdr_400"
     folder.mkdir(parents=True)
     per_type = {"Chemical": {"p": 0.9, "r": 0.8, "f": 0.85}}
-    (folder / "evaluate_spandec_sentences.json").write_text(json.dumps({"seqeval_f": 0.8, "ents_per_type": per_type}))
-    (folder / "calibration_global_bias.json").write_text(json.dumps(
-        {"outside_bias": -0.5, "bias_sweep": [{"outside_bias": 0.0, "seqeval_f": 0.81}, {"outside_bias": -0.5, "seqeval_f": 0.83}]}))
-    (folder / "evaluate_spandec_global_bias.json").write_text(json.dumps(
-        {"seqeval_f": 0.82, "spans_spandec_ece": 0.05, "ents_per_type": per_type}))
+    (folder / "evaluate_spandec_sentences.json").write_text(
+        json.dumps({"seqeval_f": 0.8, "ents_per_type": per_type})
+    )
+    (folder / "calibration_global_bias.json").write_text(
+        json.dumps(
+            {
+                "outside_bias": -0.5,
+                "bias_sweep": [
+                    {"outside_bias": 0.0, "seqeval_f": 0.81},
+                    {"outside_bias": -0.5, "seqeval_f": 0.83},
+                ],
+            }
+        )
+    )
+    (folder / "evaluate_spandec_global_bias.json").write_text(
+        json.dumps({"seqeval_f": 0.82, "spans_spandec_ece": 0.05, "ents_per_type": per_type})
+    )
     text = decoding_report.report("bc5cdr", tmp_path)
     assert "| no offset (the default) | – | 81.00 | 80.00 | – | 90.0 / 80.0 |" in text
     assert "| global O offset | O -0.5 | 83.00 | 82.00 | 0.050 | 90.0 / 80.0 |" in text

@@ -8,6 +8,7 @@ torch's default thread count (conftest exports no thread settings).
 
 Needs the raw files: SPANDEC_DATA_MIRROR or ../shared/datasets/upstream.
 """
+
 import json
 import os
 import shutil
@@ -31,13 +32,17 @@ def _mirror() -> Path:
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not _mirror().exists(), reason="no raw-data mirror (set SPANDEC_DATA_MIRROR)"),
+    pytest.mark.skipif(
+        not _mirror().exists(), reason="no raw-data mirror (set SPANDEC_DATA_MIRROR)"
+    ),
 ]
 
 
 def _run(cmd, cwd, env=None, timeout=900) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"{' '.join(map(str, cmd))} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc
 
 
@@ -51,8 +56,13 @@ def _tracked_changes() -> str:
     """`git status` of the checkout's tracked files ("" outside a git checkout)."""
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         return ""
-    return subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                          capture_output=True, text=True, check=False).stdout
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
 
 
 def test_project_workflow_end_to_end(tmp_path: Path) -> None:
@@ -62,8 +72,19 @@ def test_project_workflow_end_to_end(tmp_path: Path) -> None:
     for name in ("project.yml", "configs", "scripts"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, project / name)
-    env = {**os.environ, "SPANDEC_DATA_MIRROR": str(_mirror()), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    variables = {"dataset": DATASET, "limit": 24, "max_steps": 6, "dev_limit": 24, "outside_biases": "0,-1,-2,-4,-6,-8"}
+    env = {
+        **os.environ,
+        "SPANDEC_DATA_MIRROR": str(_mirror()),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    variables = {
+        "dataset": DATASET,
+        "limit": 24,
+        "max_steps": 6,
+        "dev_limit": 24,
+        "outside_biases": "0,-1,-2,-4,-6,-8",
+    }
 
     _project("assets", project, env, **variables)
     _project("convert", project, env, **variables)
@@ -76,7 +97,9 @@ def test_project_workflow_end_to_end(tmp_path: Path) -> None:
     _project("calibrate", project, env, config="sf_spandec", **variables)
     calibration = json.loads((project / "results" / DATASET / "calibration.json").read_text())
     chosen = calibration["chosen"]["threshold"]
-    config_text = (project / "training" / DATASET / "sf_spandec" / "model-best" / "config.cfg").read_text()
+    config_text = (
+        project / "training" / DATASET / "sf_spandec" / "model-best" / "config.cfg"
+    ).read_text()
     assert f"sf_threshold = {chosen}" in config_text
     assert calibration["outside_bias"] < 0, calibration["bias_sweep"]
     _project("evaluate", project, env, config="spandec", **variables)
@@ -93,12 +116,19 @@ def test_project_workflow_end_to_end(tmp_path: Path) -> None:
     # A fresh virtual environment: the pipeline wheel, the plugin from a local
     # wheel (it is not on PyPI), the CPU torch pinned first.
     dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)], tmp_path)
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
+        tmp_path,
+    )
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = str(env_dir / "bin" / "python")
     _run([python, "-m", "pip", "install", "-q", "torch==2.13.0"], tmp_path, timeout=1200)
-    _run([python, "-m", "pip", "install", "-q", "--find-links", str(dist), str(wheels[0])], tmp_path, timeout=1200)
+    _run(
+        [python, "-m", "pip", "install", "-q", "--find-links", str(dist), str(wheels[0])],
+        tmp_path,
+        timeout=1200,
+    )
     package = f"en_spandec_{DATASET}_spandec"
     code = (
         "import sys, spacy\n"
@@ -111,7 +141,20 @@ def test_project_workflow_end_to_end(tmp_path: Path) -> None:
     out = _run([python, "-c", code], tmp_path, clean_env)
     assert "spandec_ner" in out.stdout
     test_spacy = project / "corpus" / DATASET / "test.spacy"
-    out = _run([python, "-m", "spacy", "evaluate", package, str(test_spacy), "--output", str(tmp_path / "m.json")], tmp_path, clean_env)
+    out = _run(
+        [
+            python,
+            "-m",
+            "spacy",
+            "evaluate",
+            package,
+            str(test_spacy),
+            "--output",
+            str(tmp_path / "m.json"),
+        ],
+        tmp_path,
+        clean_env,
+    )
     # The installed package scores exactly what the project's evaluate scored.
     installed = json.loads((tmp_path / "m.json").read_text())
     assert installed["seqeval_f"] == pytest.approx(metrics["seqeval_f"], abs=1e-6)

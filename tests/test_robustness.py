@@ -6,6 +6,7 @@ docs, determinism of training, and loading of tampered model files.
 Sized for a loaded 2-core machine: the session's trained CNN pipeline
 (conftest) plus two tiny-BERT pipelines trained here in ~10 s each.
 """
+
 import gc
 import io
 import pickle
@@ -62,7 +63,9 @@ def expected_candidates(doc: Doc, max_span_length: int) -> int:
     return total
 
 
-def assert_valid(doc: Doc, labels: Sequence[str] = LABELS, max_span_length: int = 8, text: str = None) -> None:
+def assert_valid(
+    doc: Doc, labels: Sequence[str] = LABELS, max_span_length: int = 8, text: str = None
+) -> None:
     """Everything `spandec_ner` writes is well-formed, whatever the text."""
     doc_text = doc.text  # built anew on every access: once per doc
     if text is not None:
@@ -96,11 +99,42 @@ TRAIN_WORDS = sorted({word for text in TRAIN_TEXTS for word in text.split()})
 TRAIN_ENTITIES = sorted({ent for _, ents in TRAIN_DATA for ent, _ in ents})
 ODD_PIECES: Dict[str, List[str]] = {
     "accents": ["Zürich", "Dvořák", "café", "naïve", "Ångström", "São Paulo", "Kraków", "Øresund"],
-    "combining": ["e\u0301", "Zu\u0308rich", "a\u0308\u0301\u0323", "\u0301", "n\u0303o", "Berli\u0301n"],
+    "combining": [
+        "e\u0301",
+        "Zu\u0308rich",
+        "a\u0308\u0301\u0323",
+        "\u0301",
+        "n\u0303o",
+        "Berli\u0301n",
+    ],
     "cjk": ["東京", "北京大学", "日本語のテキスト", "한국어", "中文，标点。", "ｆｕｌｌｗｉｄｔｈ"],
-    "emoji": ["😀", "👩\u200d👩\u200d👧", "👨\u200d💻", "🇩🇪", "👍🏽", "❤\ufe0f", "🏳\ufe0f\u200d🌈", "😀😀😀"],
-    "rtl": ["مرحبا بالعالم", "שלום עולם", "\u200fBerlin\u200f", "\u202eevil\u202c", "العربية123", "עִבְרִית"],
-    "zero_width": ["\u200b", "\u200d", "\ufeff", "\u2060", "a\u200bb", "Berlin\u200b", "\u200b\u200d\ufeff"],
+    "emoji": [
+        "😀",
+        "👩\u200d👩\u200d👧",
+        "👨\u200d💻",
+        "🇩🇪",
+        "👍🏽",
+        "❤\ufe0f",
+        "🏳\ufe0f\u200d🌈",
+        "😀😀😀",
+    ],
+    "rtl": [
+        "مرحبا بالعالم",
+        "שלום עולם",
+        "\u200fBerlin\u200f",
+        "\u202eevil\u202c",
+        "العربية123",
+        "עִבְרִית",
+    ],
+    "zero_width": [
+        "\u200b",
+        "\u200d",
+        "\ufeff",
+        "\u2060",
+        "a\u200bb",
+        "Berlin\u200b",
+        "\u200b\u200d\ufeff",
+    ],
     "whitespace": [" ", "  ", "\t", "\n", "\r\n", "\n\n", "\u00a0", "\u3000", " \t\n ", "\x0b\x0c"],
 }
 CONTROL_CHARS = [chr(c) for c in range(0x20)] + ["\x7f"]
@@ -121,7 +155,9 @@ mixed_texts = st.lists(st.tuples(pieces, separators), min_size=1, max_size=12).m
 )
 TEXTS = st.one_of(
     st.just(""),
-    st.text(alphabet=" \t\n\r\x0b\x0c\u00a0\u3000\u2003", min_size=1, max_size=6),  # whitespace only
+    st.text(
+        alphabet=" \t\n\r\x0b\x0c\u00a0\u3000\u2003", min_size=1, max_size=6
+    ),  # whitespace only
     pieces,  # mostly one-token docs
     mixed_texts,
     mixed_texts,
@@ -173,8 +209,14 @@ WORDPIECE_DATA = [
     ("Tchaikovsky's symphony was played in Berlin .", [("Tchaikovsky", "PER"), ("Berlin", "LOC")]),
     ("She moved to Zürich in May .", [("Zürich", "LOC")]),
     ("Dvořák wrote a symphony in Prague .", [("Dvořák", "PER"), ("Prague", "LOC")]),
-    ("After a myocardial infarction , bromocriptine was stopped .", [("myocardial infarction", "DISEASE"), ("bromocriptine", "DRUG")]),
-    ("Dvořák and Tchaikovsky's friends met in Zürich .", [("Dvořák", "PER"), ("Tchaikovsky", "PER"), ("Zürich", "LOC")]),
+    (
+        "After a myocardial infarction , bromocriptine was stopped .",
+        [("myocardial infarction", "DISEASE"), ("bromocriptine", "DRUG")],
+    ),
+    (
+        "Dvořák and Tchaikovsky's friends met in Zürich .",
+        [("Dvořák", "PER"), ("Tchaikovsky", "PER"), ("Zürich", "LOC")],
+    ),
 ]
 WORDPIECE_WORDS = ["bromocriptine", "myocardial", "infarction", "Tchaikovsky's", "Zürich", "Dvořák"]
 
@@ -203,7 +245,9 @@ def test_wordpiece_split_words_really_split(wordpiece_bert):
 
 
 def test_wordpiece_split_entities_come_back_whole(wordpiece_bert):
-    for doc, (text, ents) in zip(wordpiece_bert.pipe([t for t, _ in WORDPIECE_DATA]), WORDPIECE_DATA):
+    for doc, (text, ents) in zip(
+        wordpiece_bert.pipe([t for t, _ in WORDPIECE_DATA]), WORDPIECE_DATA
+    ):
         assert_valid(doc, labels=wordpiece_bert.get_pipe("spandec_ner").labels, text=text)
         got = sorted((e.start_char, e.end_char, e.text, e.label_) for e in doc.ents)
         want = sorted((s, e, text[s:e], label) for s, e, label in char_spans(text, ents))
@@ -212,7 +256,10 @@ def test_wordpiece_split_entities_come_back_whole(wordpiece_bert):
         for ent in doc.ents:
             assert ent.text in {ent_text for ent_text, _ in ents}
             # Each entity token covers several wordpieces.
-            assert doc._.trf_data.align.lengths[ent.start : ent.end].min() >= 2 or ent.text in ("Berlin", "Prague")
+            assert doc._.trf_data.align.lengths[ent.start : ent.end].min() >= 2 or ent.text in (
+                "Berlin",
+                "Prague",
+            )
 
 
 # Long documents -------------------------------------------------------------------
@@ -274,7 +321,13 @@ def window_bert(tiny_bert_dir) -> Language:
     rng = random.Random(0)
     nlp = make_bert_nlp(
         tiny_bert_dir,
-        model={"n_heads": 4, "dropout": 0.0, "block_size": 8, "context_window": 4, "max_span_length": 4},
+        model={
+            "n_heads": 4,
+            "dropout": 0.0,
+            "block_size": 8,
+            "context_window": 4,
+            "max_span_length": 4,
+        },
     )
     examples = []
     for _ in range(4):
@@ -291,7 +344,10 @@ def window_bert(tiny_bert_dir) -> Language:
 
 
 def test_entity_across_strided_window_boundaries(window_bert):
-    docs = [filler_example(window_bert.vocab, random.Random(1000 + p), DOC_LENGTH, [p]).predicted for p in OFFSETS]
+    docs = [
+        filler_example(window_bert.vocab, random.Random(1000 + p), DOC_LENGTH, [p]).predicted
+        for p in OFFSETS
+    ]
     missed = []
     for p, doc in zip(OFFSETS, window_bert.pipe(docs)):
         assert_valid(doc, labels=("PER",), max_span_length=4)
@@ -311,7 +367,13 @@ def test_sentences_concatenated(trained_nlp):
     ok = []
     for a, b in zip(TRAIN_DATA, TRAIN_DATA[1:] + TRAIN_DATA[:1]):
         text = a[0] + " " + b[0]
-        want = sorted(char_spans(a[0], a[1]) + [(s + len(a[0]) + 1, e + len(a[0]) + 1, label) for s, e, label in char_spans(b[0], b[1])])
+        want = sorted(
+            char_spans(a[0], a[1])
+            + [
+                (s + len(a[0]) + 1, e + len(a[0]) + 1, label)
+                for s, e, label in char_spans(b[0], b[1])
+            ]
+        )
         got = sorted((e.start_char, e.end_char, e.label_) for e in trained_nlp(text).ents)
         ok.append(got == want)
     assert all(ok), f"{sum(ok)}/{len(ok)} pairs right"
@@ -331,11 +393,18 @@ def test_trained_on_sentences_finds_every_entity_of_a_long_document(trained_nlp)
         sentence, ents = TRAIN_DATA[i]
         if text:
             text += " "
-        want += [(s + len(text), e + len(text), label) for s, e, label in char_spans(sentence, ents)]
+        want += [
+            (s + len(text), e + len(text), label) for s, e, label in char_spans(sentence, ents)
+        ]
         text += sentence
     doc = trained_nlp(text)
-    assert len(doc) >= 400 and len(doc) > 6 * trained_nlp.get_pipe("spandec_ner").model.attrs["block_size"]
-    assert_valid(doc, labels=LABELS, max_span_length=trained_nlp.get_pipe("spandec_ner").max_span_length)
+    assert (
+        len(doc) >= 400
+        and len(doc) > 6 * trained_nlp.get_pipe("spandec_ner").model.attrs["block_size"]
+    )
+    assert_valid(
+        doc, labels=LABELS, max_span_length=trained_nlp.get_pipe("spandec_ner").max_span_length
+    )
     got = {(e.start_char, e.end_char, e.label_) for e in doc.ents}
     right = len(got & set(want))
     assert right >= 0.95 * len(got) and right >= 0.95 * len(want), sorted(got ^ set(want))
@@ -435,7 +504,10 @@ def test_repeated_calls_do_not_accumulate_objects(trained_nlp):
     finally:
         tracemalloc.stop()
     n_docs = 10 * len(texts)
-    growth = {"objects": (objects_1 - objects_0, objects_2 - objects_1), "bytes": (bytes_1 - bytes_0, bytes_2 - bytes_1)}
+    growth = {
+        "objects": (objects_1 - objects_0, objects_2 - objects_1),
+        "bytes": (bytes_1 - bytes_0, bytes_2 - bytes_1),
+    }
     print(f"\ngrowth per {n_docs} docs (first, second round):", growth)
     # Measured: objects -1 / 0, traced bytes +8.6 KB / +6.1 KB per 160 docs (the old bound,
     # 500 objects, allowed 3 per doc and saw no buffers).
@@ -460,7 +532,9 @@ def test_doc_cleaner_after_spandec_on_tiny_bert(wordpiece_bert):
         cleaned = nlp(text)
         # ... and spans, scores and ents survive the cleaner.
         assert_same_outputs([cleaned], [expected], "doc_cleaner", atol=1e-6)
-        assert [(e.text, e.label_) for e in cleaned.ents] == sorted(ents, key=lambda x: text.index(x[0]))
+        assert [(e.text, e.label_) for e in cleaned.ents] == sorted(
+            ents, key=lambda x: text.index(x[0])
+        )
     finally:
         nlp.remove_pipe("doc_cleaner")
 
@@ -520,11 +594,20 @@ def with_state_field(field: str, value) -> Callable[[bytes], bytes]:
 TAMPERINGS = {
     "weights_pickle": lambda m: with_state_field("weights", pickle_payload(m)),
     "weights_torch_save": lambda m: with_state_field("weights", torch_payload(m)),
-    "state_pickle": lambda m: (lambda state: pickle_payload(m)),
-    "state_torch_save": lambda m: (lambda state: torch_payload(m)),
+    "state_pickle": lambda m: lambda state: pickle_payload(m),
+    "state_torch_save": lambda m: lambda state: torch_payload(m),
     "config_pickle": lambda m: with_state_field("config", pickle_payload(m)),
     "config_wrong_width": lambda m: with_state_field(
-        "config", {"width": 32, "n_classes": 4, "n_heads": 4, "mlp_ratio": 4.0, "dropout": 0.0, "n_positions": 199, "span_filter": True}
+        "config",
+        {
+            "width": 32,
+            "n_classes": 4,
+            "n_heads": 4,
+            "mlp_ratio": 4.0,
+            "dropout": 0.0,
+            "n_positions": 199,
+            "span_filter": True,
+        },
     ),
     "config_missing_key": lambda m: with_state_field("config", {"width": 64}),
     "config_not_a_dict": lambda m: with_state_field("config", "SpanDecNet"),
@@ -551,7 +634,9 @@ def test_payloads_are_live(tmp_path):
     pickle.loads(pickle_payload(marker)).close()
     assert marker.exists()
     marker.unlink()
-    torch.load(io.BytesIO(torch_payload(marker)), weights_only=False)["spandec.decoder.m_start"].close()
+    torch.load(io.BytesIO(torch_payload(marker)), weights_only=False)[
+        "spandec.decoder.m_start"
+    ].close()
     assert marker.exists()
 
 
@@ -616,9 +701,21 @@ def test_tampered_config_with_huge_width_is_refused_before_building():
     import torch
 
     from spacy_spandec.layers.decoder import SpanDecNet
-    from spacy_spandec.layers.spandec_model import SpanDecoderLoadError, deserialize_net, serialize_net
+    from spacy_spandec.layers.spandec_model import (
+        SpanDecoderLoadError,
+        deserialize_net,
+        serialize_net,
+    )
 
-    config = dict(width=16, n_classes=3, n_heads=2, mlp_ratio=2.0, dropout=0.0, n_positions=20, span_filter=True)
+    config = dict(
+        width=16,
+        n_classes=3,
+        n_heads=2,
+        mlp_ratio=2.0,
+        dropout=0.0,
+        n_positions=20,
+        span_filter=True,
+    )
     msg = srsly.msgpack_loads(serialize_net(SpanDecNet(config)))
     msg["config"]["width"] = 10**9
     with pytest.raises(SpanDecoderLoadError, match="shape"):

@@ -1,4 +1,5 @@
 """int8 / bf16 serving views of the decoder, and int8 encoder quantization."""
+
 import pickle
 
 import numpy
@@ -32,10 +33,14 @@ def upstream_docs(nlp, texts):
 def test_serving_dtype_keeps_overfitted_predictions(trained_dir, dtype):
     texts = [text for text, _ in TRAIN_DATA]
     float_nlp = spacy.load(trained_dir)
-    nlp = spacy.load(trained_dir, config={"components": {"spandec_ner": {"inference_dtype": dtype}}})
+    nlp = spacy.load(
+        trained_dir, config={"components": {"spandec_ner": {"inference_dtype": dtype}}}
+    )
     assert nlp.get_pipe("spandec_ner").inference_dtype == dtype
     expected = ents(float_nlp, texts)
-    assert [sorted(e) for e in expected] == [sorted(char_spans(text, spans)) for text, spans in TRAIN_DATA]
+    assert [sorted(e) for e in expected] == [
+        sorted(char_spans(text, spans)) for text, spans in TRAIN_DATA
+    ]
     assert ents(nlp, texts) == expected
 
 
@@ -45,7 +50,9 @@ def test_int8_view_quantizes_only_per_span_linears(trained_nlp):
     assert view is not net
     assert serving_view(net, "int8") is view
     modules = dict(view.named_modules())
-    kinds = {name.rsplit("spandec.decoder.", 1)[-1]: type(m).__name__ for name, m in modules.items()}
+    kinds = {
+        name.rsplit("spandec.decoder.", 1)[-1]: type(m).__name__ for name, m in modules.items()
+    }
     for name in ("o_proj", "mlp.0", "mlp.3", "classifier"):
         assert "quantized" in type(modules[f"net.spandec.decoder.{name}"]).__module__
     for name in ("q_proj", "k_proj", "v_proj"):
@@ -69,10 +76,14 @@ def test_int8_scores_close_to_float(trained_nlp):
 
 
 def test_saving_a_serving_pipeline_keeps_float_weights(trained_dir, tmp_path):
-    nlp = spacy.load(trained_dir, config={"components": {"spandec_ner": {"inference_dtype": "int8"}}})
+    nlp = spacy.load(
+        trained_dir, config={"components": {"spandec_ner": {"inference_dtype": "int8"}}}
+    )
     nlp("Ann Smith lives in Paris .")
     nlp.to_disk(tmp_path / "p")
-    assert (tmp_path / "p" / "spandec_ner" / "model").read_bytes() == (trained_dir / "spandec_ner" / "model").read_bytes()
+    assert (tmp_path / "p" / "spandec_ner" / "model").read_bytes() == (
+        trained_dir / "spandec_ner" / "model"
+    ).read_bytes()
     nlp2 = spacy.load(tmp_path / "p")
     assert nlp2.get_pipe("spandec_ner").inference_dtype == "int8"
     nlp3 = pickle.loads(pickle.dumps(nlp))
@@ -111,7 +122,12 @@ def test_float_view_is_cached_and_follows_weight_changes(trained_nlp):
         changed = ner.model.ops.to_numpy(ner.predict(docs).logits)
         with torch.no_grad():
             expected = decoder.query_tables()["queries"]
-        assert torch.equal(serving_view(net, "float32")._tables[(False, torch.get_autocast_dtype("cpu"))]["queries"], expected)
+        assert torch.equal(
+            serving_view(net, "float32")._tables[(False, torch.get_autocast_dtype("cpu"))][
+                "queries"
+            ],
+            expected,
+        )
     finally:
         with torch.no_grad():
             decoder.m_start.copy_(original)

@@ -1,6 +1,7 @@
 """Resumable training (`python -m spacy_spandec.train`), run as users run it:
 in a subprocess at torch's default thread count, cut short on purpose or
 killed, then resumed, and compared with an uninterrupted run."""
+
 import json
 import os
 import signal
@@ -40,11 +41,21 @@ def setup(tiny_bert_dir, tmp_path_factory) -> dict:
         "dev": {"@readers": "spacy.Corpus.v1", "path": "${paths.dev}"},
     }
     config["training"].update(
-        max_steps=STEPS, eval_frequency=3, dropout=0.1, seed=0,
+        max_steps=STEPS,
+        eval_frequency=3,
+        dropout=0.1,
+        seed=0,
         batcher={"@batchers": "spacy.batch_by_sequence.v1", "size": 4, "get_length": None},
-        optimizer={"@optimizers": "spacy-spandec.AdamW.v1", "new_weights_lr_factor": 10.0,
-                   "learn_rate": {"@schedules": "spacy-spandec.warmup_linear_ratio.v1",
-                                  "initial_rate": 0.0005, "total_steps": STEPS, "warmup_ratio": 0.2}},
+        optimizer={
+            "@optimizers": "spacy-spandec.AdamW.v1",
+            "new_weights_lr_factor": 10.0,
+            "learn_rate": {
+                "@schedules": "spacy-spandec.warmup_linear_ratio.v1",
+                "initial_rate": 0.0005,
+                "total_steps": STEPS,
+                "warmup_ratio": 0.2,
+            },
+        },
     )
     config.to_disk(root / "config.cfg")
     return {"root": root, "config": root / "config.cfg"}
@@ -115,7 +126,9 @@ def test_a_run_cut_short_and_resumed_matches_the_uninterrupted_run(setup, uninte
 def test_a_killed_run_resumes_from_its_last_checkpoint(setup, uninterrupted):
     out = setup["root"] / "killed"
     cmd = [sys.executable, "-m", "spacy_spandec.train", str(setup["config"]), str(out)]
-    proc = subprocess.Popen(cmd, env=fresh_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, env=fresh_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     state = out / "checkpoint" / "state.json"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -149,7 +162,10 @@ def test_batches_from_a_step_are_those_of_a_run_from_the_start():
     assert len(full) == 12 and [b[3] for b in full].count(True) == 3
     assert full[0][2] != full[4][2]  # each epoch has its own order
     for start in (0, 3, 4, 11):
-        assert list(train_batches(corpus, None, batcher, seed=1, max_epochs=3, start=start)) == full[start:]
+        assert (
+            list(train_batches(corpus, None, batcher, seed=1, max_epochs=3, start=start))
+            == full[start:]
+        )
 
 
 def test_convergence_rule():
@@ -163,9 +179,20 @@ def test_until_converged_evaluates_each_epoch_and_stops(setup):
     out = setup["root"] / "converge"
     # Any gain below 100 F1 points counts as converged: it stops once it has
     # three epoch-end scores (the window is two epochs).
-    args = ("--until-converged", "--min-gain", "100", "--training.max_epochs", "5", "--training.max_steps", "0")
+    args = (
+        "--until-converged",
+        "--min-gain",
+        "100",
+        "--training.max_epochs",
+        "5",
+        "--training.max_steps",
+        "0",
+    )
     proc = _train(setup, out, *args)
     assert "converged after epoch 2" in proc.stdout
     curve = _curve(out)
     assert [r["epoch"] for r in curve if r["epoch_end"]] == [0, 1, 2]
-    assert json.loads((out / "checkpoint" / "state.json").read_text())["finished"] == "converged after epoch 2"
+    assert (
+        json.loads((out / "checkpoint" / "state.json").read_text())["finished"]
+        == "converged after epoch 2"
+    )

@@ -1,5 +1,6 @@
 """`spandec_ner` on a spacy-transformers `transformer` through its default
 TransformerListener, with a tiny random BERT built on disk (no hub access)."""
+
 import numpy
 import pytest
 import spacy
@@ -93,11 +94,13 @@ def test_encoder_depth_and_predictions_survive_to_disk(trained_bert, tmp_path):
         spans1 = [(s.start, s.end, s.label_) for s in doc1.spans["spandec"]]
         spans2 = [(s.start, s.end, s.label_) for s in doc2.spans["spandec"]]
         assert spans1 == spans2
-        assert [(e.start, e.end, e.label_) for e in doc1.ents] == [(e.start, e.end, e.label_) for e in doc2.ents]
-        assert numpy.allclose(doc1.spans["spandec"].attrs["scores"], doc2.spans["spandec"].attrs["scores"], atol=1e-5)
+        assert [(e.start, e.end, e.label_) for e in doc1.ents] == [
+            (e.start, e.end, e.label_) for e in doc2.ents
+        ]
         assert numpy.allclose(
-            doc1._.trf_data.tensors[0], doc2._.trf_data.tensors[0], atol=1e-5
+            doc1.spans["spandec"].attrs["scores"], doc2.spans["spandec"].attrs["scores"], atol=1e-5
         )
+        assert numpy.allclose(doc1._.trf_data.tensors[0], doc2._.trf_data.tensors[0], atol=1e-5)
 
 
 def test_long_doc_beyond_the_strided_window(trained_bert):

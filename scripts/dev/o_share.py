@@ -4,6 +4,7 @@ weights O spans down; see results/README.md).
 
     python scripts/dev/o_share.py --output results/ablations/o_share.json
 """
+
 import argparse
 import json
 import sys
@@ -20,7 +21,9 @@ from run_info import machine  # noqa: E402  (scripts/)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--datasets", nargs="+", default=["conllpp", "bc5cdr"])
     parser.add_argument("--max-span-length", type=int, default=8)
     parser.add_argument("--output", type=Path, required=True)
@@ -31,9 +34,18 @@ def main() -> None:
         docs = list(DocBin().from_disk(Path("corpus") / dataset / "train.spacy").get_docs(vocab))
         candidates = sum(count_candidates(len(doc), args.max_span_length) for doc in docs)
         entities = sum(1 for doc in docs for ent in doc.ents if len(ent) <= args.max_span_length)
-        rows[dataset] = {"candidates": candidates, "gold_entities": entities, "o_share": round(1 - entities / candidates, 4)}
-    result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "command": "python scripts/dev/o_share.py " +
-              " ".join(sys.argv[1:]), "max_span_length": args.max_span_length, "train_sets": rows}
+        rows[dataset] = {
+            "candidates": candidates,
+            "gold_entities": entities,
+            "o_share": round(1 - entities / candidates, 4),
+        }
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine(),
+        "command": "python scripts/dev/o_share.py " + " ".join(sys.argv[1:]),
+        "max_span_length": args.max_span_length,
+        "train_sets": rows,
+    }
     args.output.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(rows, indent=1))
 

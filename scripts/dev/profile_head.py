@@ -16,6 +16,7 @@ by other load on the machine), and with `--stages` the share of each Python
 function from pyinstrument (sampling; a guide to where to look, not a
 measurement to report).
 """
+
 import argparse
 import json
 import statistics
@@ -47,8 +48,12 @@ def op_count(ner: Any, docs: List[Doc], batch_size: int) -> Dict[str, Any]:
 
     with profile() as prof:
         run_head(ner, docs, batch_size)
-    top_level = [e for e in prof.events() if e.name.startswith("aten::") and (
-        e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))]
+    top_level = [
+        e
+        for e in prof.events()
+        if e.name.startswith("aten::")
+        and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))
+    ]
     n_batches = -(-len(docs) // batch_size)
     return {
         "aten_calls_per_batch": round(len(top_level) / n_batches, 1),
@@ -86,11 +91,16 @@ def main() -> None:
     parser.add_argument("--n-docs", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--sf-threshold", type=float, default=None, help="default: the pipeline's own")
+    parser.add_argument(
+        "--sf-threshold", type=float, default=None, help="default: the pipeline's own"
+    )
     parser.add_argument("--inference-dtype", default=None, help="default: the pipeline's own")
     parser.add_argument("--stages", action="store_true", help="also print a pyinstrument profile")
-    parser.add_argument("--compare-grouped", action="store_true",
-                        help="alternate with the grouped attention path forced (no fused SDPA call), same process")
+    parser.add_argument(
+        "--compare-grouped",
+        action="store_true",
+        help="alternate with the grouped attention path forced (no fused SDPA call), same process",
+    )
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
 
@@ -103,17 +113,21 @@ def main() -> None:
     texts = [d.text for d in DocBin().from_disk(args.texts).get_docs(nlp.vocab)][: args.n_docs]
     docs = list(nlp.pipe(texts, batch_size=args.batch_size, disable=["spandec_ner"]))
     n_batches = -(-len(docs) // args.batch_size)
-    run_head(ner, docs[: 8 * args.batch_size], args.batch_size)  # warm-up: serving view, allocator, caches
+    run_head(
+        ner, docs[: 8 * args.batch_size], args.batch_size
+    )  # warm-up: serving view, allocator, caches
     # The decoder predict() runs: the serving view's, built by the warm-up.
     serving_decoder = serving_view(decoder_net(ner.model), ner.inference_dtype).net.decoder
     budget = serving_decoder.budget
     runs, grouped_runs = [], []
     for _ in range(args.repeats):
-        for forced_grouped in ([False, True] if args.compare_grouped else [False]):
+        for forced_grouped in [False, True] if args.compare_grouped else [False]:
             serving_decoder.budget = replace(budget, fused_elements=0) if forced_grouped else budget
             start = time.perf_counter()
             run_head(ner, docs, args.batch_size)
-            (grouped_runs if forced_grouped else runs).append(1000 * (time.perf_counter() - start) / len(docs))
+            (grouped_runs if forced_grouped else runs).append(
+                1000 * (time.perf_counter() - start) / len(docs)
+            )
     serving_decoder.budget = budget
     kept = sum(d.spans[ner.spans_key].attrs["n_kept"] for d in docs)
     candidates = sum(d.spans[ner.spans_key].attrs["n_candidates"] for d in docs)

@@ -12,6 +12,7 @@ the span decoder's most expensive PyTorch ops (torch.profiler).
         --spandec training/conllpp/sf_spandec/model-best --texts corpus/conllpp/test.spacy \\
         --output results/profile/split.json
 """
+
 import argparse
 import json
 import statistics
@@ -39,7 +40,11 @@ def time_pipe(nlp: Language, texts: List[str], batch_size: int, disable: List[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--token-cls", required=True)
-    parser.add_argument("--spandec", required=True, help="a trained spandec_ner pipeline (its sf_threshold is the SF row)")
+    parser.add_argument(
+        "--spandec",
+        required=True,
+        help="a trained spandec_ner pipeline (its sf_threshold is the SF row)",
+    )
     parser.add_argument("--texts", required=True)
     parser.add_argument("--n-docs", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -69,7 +74,9 @@ def main() -> None:
     for label, nlp, head, threshold, dtype in variants:  # warm-up
         use(threshold, dtype)
         time_pipe(nlp, texts[:64], args.batch_size, [])
-    times: Dict[str, Dict[str, List[float]]] = {v[0]: {"whole": [], "encoder": []} for v in variants}
+    times: Dict[str, Dict[str, List[float]]] = {
+        v[0]: {"whole": [], "encoder": []} for v in variants
+    }
     for _ in range(args.repeats):
         for label, nlp, head, threshold, dtype in variants:
             use(threshold, dtype)
@@ -87,8 +94,10 @@ def main() -> None:
             "whole_runs": [round(x, 3) for x in t["whole"]],
             "encoder_runs": [round(x, 3) for x in t["encoder"]],
         }
-        print(f"{label:16} {whole:6.2f} ms/doc = encoder {encoder:5.2f} + head {whole - encoder:5.2f}"
-              f"  ({reference / whole:.2f}x token_cls)")
+        print(
+            f"{label:16} {whole:6.2f} ms/doc = encoder {encoder:5.2f} + head {whole - encoder:5.2f}"
+            f"  ({reference / whole:.2f}x token_cls)"
+        )
     result: Dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "torch_threads": torch.get_num_threads(),
@@ -110,13 +119,19 @@ def top_ops(prof: Any, n: int) -> List[Dict[str, Any]]:
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     return [
-        {"op": e.key, "self_ms": round(e.self_cpu_time_total / 1000, 1),
-         "share": round(e.self_cpu_time_total / total, 3), "calls": e.count}
+        {
+            "op": e.key,
+            "self_ms": round(e.self_cpu_time_total / 1000, 1),
+            "share": round(e.self_cpu_time_total / total, 3),
+            "calls": e.count,
+        }
         for e in events[:n]
     ]
 
 
-def op_profile(nlp: Language, ner: Any, texts: List[str], batch_size: int) -> Dict[str, List[Dict[str, Any]]]:
+def op_profile(
+    nlp: Language, ner: Any, texts: List[str], batch_size: int
+) -> Dict[str, List[Dict[str, Any]]]:
     """The span decoder's top PyTorch ops (self CPU time) for each dtype, SF off."""
     from torch.profiler import profile
 

@@ -5,6 +5,7 @@ score, with each file's expected calibration error (spans_<key>_ece).
     python scripts/dev/reliability_plot.py results/ablations/conllpp_400/evaluate_spandec_sentences.json \
         [more.json ...] --labels "SpanDec" [...] --output results/ablations/conllpp_400/reliability.png
 """
+
 import argparse
 import json
 from pathlib import Path
@@ -12,7 +13,9 @@ from typing import List, Optional
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("files", type=Path, nargs="+", help="spacy evaluate --output JSON files")
     parser.add_argument("--labels", nargs="*", default=None)
     parser.add_argument("--spans-key", default="spandec")
@@ -30,8 +33,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         scores = json.loads(path.read_text())
         bins = [b for b in scores[f"spans_{args.spans_key}_reliability"] if b["n"]]
         n = sum(b["n"] for b in bins)
-        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o-",
-                label=f"{label}: ECE {scores[f'spans_{args.spans_key}_ece']:.3f} ({n} spans)")
+        ax.plot(
+            [b["confidence"] for b in bins],
+            [b["accuracy"] for b in bins],
+            "o-",
+            label=f"{label}: ECE {scores[f'spans_{args.spans_key}_ece']:.3f} ({n} spans)",
+        )
     ax.set_xlabel("mean score of the spans in the bin")
     ax.set_ylabel("share of those spans that are gold")
     ax.set_xlim(0, 1)

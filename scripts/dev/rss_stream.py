@@ -4,6 +4,7 @@ threshold (spacy_spandec/allocator.py), each in a fresh process.
 
     python scripts/dev/rss_stream.py --output results/memory/rss_stream.json
 """
+
 import argparse
 import json
 import os
@@ -18,7 +19,10 @@ TESTS = Path(__file__).resolve().parents[2] / "tests"
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from run_info import machine  # noqa: E402  (scripts/)
 
-SETTINGS = {"pinned (default)": {}, "glibc dynamic (SPACY_SPANDEC_MALLOPT=0)": {"SPACY_SPANDEC_MALLOPT": "0"}}
+SETTINGS = {
+    "pinned (default)": {},
+    "glibc dynamic (SPACY_SPANDEC_MALLOPT=0)": {"SPACY_SPANDEC_MALLOPT": "0"},
+}
 
 
 def stream(blocks: int, block: int) -> dict:
@@ -39,8 +43,13 @@ def stream(blocks: int, block: int) -> dict:
         for _ in nlp.pipe(short_texts(block, rng)):
             pass
         growth.append(round(rss() - start, 1))
-    return {"torch_threads": torch.get_num_threads(), "warm_up_docs": 2000, "docs_per_block": block,
-            "rss_growth_mb_after_each_block": growth, "seconds": round(time.perf_counter() - began, 1)}
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "warm_up_docs": 2000,
+        "docs_per_block": block,
+        "rss_growth_mb_after_each_block": growth,
+        "seconds": round(time.perf_counter() - began, 1),
+    }
 
 
 def main() -> None:
@@ -55,14 +64,28 @@ def main() -> None:
         return
     runs = {}
     for name, env in SETTINGS.items():
-        cmd = [sys.executable, __file__, "--child", "--blocks", str(args.blocks), "--block", str(args.block)]
-        out = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            "--blocks",
+            str(args.blocks),
+            "--block",
+            str(args.block),
+        ]
+        out = subprocess.run(
+            cmd, env={**os.environ, **env}, capture_output=True, text=True, check=True
+        ).stdout
         runs[name] = json.loads(out.strip().splitlines()[-1])
         print(name, runs[name])
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        record = {"date": time.strftime("%Y-%m-%d"), "command": "python scripts/dev/rss_stream.py " + " ".join(sys.argv[1:]),
-                  "machine": machine(), "runs": runs}
+        record = {
+            "date": time.strftime("%Y-%m-%d"),
+            "command": "python scripts/dev/rss_stream.py " + " ".join(sys.argv[1:]),
+            "machine": machine(),
+            "runs": runs,
+        }
         args.output.write_text(json.dumps(record, indent=1) + "\n")
 
 

@@ -12,6 +12,7 @@ with `--threads` torch threads, so two runs share two cores without
 oversubscription; a run whose log already holds the last step is not
 retrained. Accuracy only: the machine is shared, no timings are kept.
 """
+
 import argparse
 import json
 import os
@@ -50,7 +51,12 @@ def parse_log(text: str) -> List[Dict[str, float]]:
             header = re.sub(r"LOSS (\S+)", r"LOSS_\1", line).split()
         elif header and len(cells) == len(header) and re.fullmatch(r"\d+", cells[1] or ""):
             row = dict(zip(header, cells))
-            rows.append({"step": int(row["#"]), **{c.lower(): float(row[c]) for c in SCORE_COLUMNS if c in row}})
+            rows.append(
+                {
+                    "step": int(row["#"]),
+                    **{c.lower(): float(row[c]) for c in SCORE_COLUMNS if c in row},
+                }
+            )
     return rows
 
 
@@ -63,10 +69,25 @@ def train(name: str, overrides: Dict[str, str], args: argparse.Namespace) -> Lis
             return rows
     out.mkdir(parents=True, exist_ok=True)
     cmd = [
-        sys.executable, "-m", "spacy", "train", str(args.config), "--output", str(out / "model"),
-        "--paths.train", str(args.corpus / "train.spacy"), "--paths.dev", str(args.corpus / "dev.spacy"),
-        "--training.max_steps", str(args.steps), "--training.eval_frequency", str(args.eval_frequency),
-        "--corpora.dev.limit", str(args.dev_limit), "--system.seed", str(args.seed),
+        sys.executable,
+        "-m",
+        "spacy",
+        "train",
+        str(args.config),
+        "--output",
+        str(out / "model"),
+        "--paths.train",
+        str(args.corpus / "train.spacy"),
+        "--paths.dev",
+        str(args.corpus / "dev.spacy"),
+        "--training.max_steps",
+        str(args.steps),
+        "--training.eval_frequency",
+        str(args.eval_frequency),
+        "--corpora.dev.limit",
+        str(args.dev_limit),
+        "--system.seed",
+        str(args.seed),
     ]
     for key, value in overrides.items():
         cmd += [f"--{key}", value]
@@ -98,12 +119,18 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("config", type=Path)
     parser.add_argument("corpus", type=Path, help="folder with train.spacy and dev.spacy")
     parser.add_argument("--output", type=Path, required=True, help="folder for curves.json/png")
-    parser.add_argument("--workdir", type=Path, default=Path("training/curves"), help="models and logs")
-    parser.add_argument("--run", action="append", required=True, help="NAME=KEY=VALUE[,KEY=VALUE...]")
+    parser.add_argument(
+        "--workdir", type=Path, default=Path("training/curves"), help="models and logs"
+    )
+    parser.add_argument(
+        "--run", action="append", required=True, help="NAME=KEY=VALUE[,KEY=VALUE...]"
+    )
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--eval-frequency", type=int, default=50)
     parser.add_argument("--dev-limit", type=int, default=1000)

@@ -18,6 +18,7 @@ The position scheme (decoder.py) supplies what depends on it: the scores of a
 group of queries (`GroupScores`), and the position terms and mask of the
 fused call. `AttentionBudget` picks the kernel and bounds the memory.
 """
+
 from dataclasses import dataclass
 from typing import Callable, List, Tuple
 
@@ -64,7 +65,10 @@ class AttentionBudget:
 
 
 def fused_layout(
-    span_blocks: torch.Tensor, window_starts: torch.Tensor, window_lengths: torch.Tensor, n_text: int
+    span_blocks: torch.Tensor,
+    window_starts: torch.Tensor,
+    window_lengths: torch.Tensor,
+    n_text: int,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Keys of the fused path: every block window laid end to end (`n_text`
     tokens), then every span's two queries. Returns each text key's window
@@ -75,11 +79,17 @@ def fused_layout(
     key_block = torch.repeat_interleave(
         torch.arange(window_lengths.shape[0], device=device), window_lengths, output_size=n_text
     )
-    key_pos = torch.arange(n_text, device=device) - (torch.cumsum(window_lengths, 0) - window_lengths)[key_block]
+    key_pos = (
+        torch.arange(n_text, device=device)
+        - (torch.cumsum(window_lengths, 0) - window_lengths)[key_block]
+    )
     key_index = window_starts[key_block] + key_pos
     span_of_row = torch.arange(n, device=device).repeat_interleave(2)
     allowed = torch.cat(
-        [span_blocks[span_of_row][:, None] == key_block[None, :], span_of_row[:, None] == span_of_row[None, :]],
+        [
+            span_blocks[span_of_row][:, None] == key_block[None, :],
+            span_of_row[:, None] == span_of_row[None, :],
+        ],
         dim=1,
     )
     return key_pos, key_index, allowed
@@ -109,7 +119,9 @@ def fused_attention(
     head_width = d // n_heads
     pairs = (n_spans, 2, d)
     keys = torch.cat([text_keys, pair_keys.expand(pairs).reshape(2 * n_spans, d)])
-    values = torch.cat([text_values, pair_values.reshape(-1, 2, d).expand(pairs).reshape(2 * n_spans, d)])
+    values = torch.cat(
+        [text_values, pair_values.reshape(-1, 2, d).expand(pairs).reshape(2 * n_spans, d)]
+    )
     out = F.scaled_dot_product_attention(
         q.expand(pairs).reshape(2 * n_spans, n_heads, head_width).transpose(0, 1)[None],
         keys.view(-1, n_heads, head_width).transpose(0, 1)[None],
@@ -150,7 +162,8 @@ def grouped_text_attention(
     n_pos = n_positions
     # Distinct queries, sorted by block: id = block * 2P + marker * P + position.
     ids = torch.stack(
-        [span_blocks * (2 * n_pos) + rel_starts, span_blocks * (2 * n_pos) + n_pos + rel_ends], dim=1
+        [span_blocks * (2 * n_pos) + rel_starts, span_blocks * (2 * n_pos) + n_pos + rel_ends],
+        dim=1,
     )
     uniq, inverse = torch.unique(ids, return_inverse=True)
     m = uniq.shape[0]

@@ -28,6 +28,7 @@ boundary) that a decoded span uses, then merged with each span's own pair
 kernels are in attention.py. The MLP and classifier run only on the spans
 that survive the span filter.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,7 +39,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .attention import AttentionBudget, fused_attention, fused_layout, grouped_text_attention, merge_with_pair
+from .attention import (
+    AttentionBudget,
+    fused_attention,
+    fused_layout,
+    grouped_text_attention,
+    merge_with_pair,
+)
 from .span_filter import SpanFilter, spans_to_keep
 
 POSITION_INITS = ("sinusoidal", "random")
@@ -50,7 +57,11 @@ POSITION_SCHEMES = ("absolute", "relative")
 # read from here. position_init and position_key_scale only shape the initial
 # weights, which the saved ones replace; "positions" predates the relative
 # scheme, so its absence means absolute.
-SAVED_BEFORE_KEY: Dict[str, Any] = {"positions": "absolute", "position_init": "sinusoidal", "position_key_scale": 1.0}
+SAVED_BEFORE_KEY: Dict[str, Any] = {
+    "positions": "absolute",
+    "position_init": "sinusoidal",
+    "position_key_scale": 1.0,
+}
 
 # The ModuleDict of SpanDecNet that holds every parameter: state-dict keys,
 # so the weights of saved pipelines, start with it (renaming it would orphan
@@ -125,7 +136,9 @@ class SpanDecNet(nn.Module):
             token_logits = self.parts["span_filter"](tokens)
         else:
             token_logits = tokens.new_zeros((tokens.shape[0],))
-        keep = spans_to_keep(token_logits, starts, ends, sf_threshold if self.has_span_filter else 0.0)
+        keep = spans_to_keep(
+            token_logits, starts, ends, sf_threshold if self.has_span_filter else 0.0
+        )
         kept = torch.nonzero(keep, as_tuple=False).squeeze(-1)
         if kept.shape[0] != starts.shape[0]:
             starts, ends, span_blocks = starts[kept], ends[kept], span_blocks[kept]
@@ -140,8 +153,12 @@ def build_decoder(config: Dict[str, Any]) -> _SpanDecoderBase:
     scheme = position_scheme(config)
     config = {**SAVED_BEFORE_KEY, **config}
     shape = (
-        int(config["width"]), int(config["n_classes"]), int(config["n_heads"]),
-        float(config["mlp_ratio"]), float(config["dropout"]), int(config["n_positions"]),
+        int(config["width"]),
+        int(config["n_classes"]),
+        int(config["n_heads"]),
+        float(config["mlp_ratio"]),
+        float(config["dropout"]),
+        int(config["n_positions"]),
     )
     if scheme == "relative":
         return RelativeSpanDecoder(*shape, max_span_length=int(config["max_span_length"]))
@@ -170,7 +187,13 @@ class _SpanDecoderBase(nn.Module):
     """
 
     def __init__(
-        self, width: int, n_classes: int, n_heads: int, mlp_ratio: float, dropout: float, n_positions: int,
+        self,
+        width: int,
+        n_classes: int,
+        n_heads: int,
+        mlp_ratio: float,
+        dropout: float,
+        n_positions: int,
         budget: Optional[AttentionBudget],
     ) -> None:
         super().__init__()
@@ -243,8 +266,14 @@ class _SpanDecoderBase(nn.Module):
             hi = min(lo + chunk, n)
             logits.append(
                 self._decode(
-                    starts[lo:hi], ends[lo:hi], span_blocks[lo:hi],
-                    text_keys, text_values, tables, window_starts, window_lengths,
+                    starts[lo:hi],
+                    ends[lo:hi],
+                    span_blocks[lo:hi],
+                    text_keys,
+                    text_values,
+                    tables,
+                    window_starts,
+                    window_lengths,
                 )
             )
         return logits[0] if len(logits) == 1 else torch.cat(logits, dim=0)
@@ -265,18 +294,36 @@ class _SpanDecoderBase(nn.Module):
         n = starts.shape[0]
         rel_starts = starts - window_starts[span_blocks]
         rel_ends = ends - window_starts[span_blocks]
-        marker_in, q, pair_keys, pair_scores, pair_values = self._pair(tables, starts, ends, rel_starts, rel_ends)
+        marker_in, q, pair_keys, pair_scores, pair_values = self._pair(
+            tables, starts, ends, rel_starts, rel_ends
+        )
         n_text = int(window_lengths.sum())
         if self.budget.fits_fused(self.n_heads, n, n_text):
             attended = self._attend_fused(
-                q, pair_keys, pair_values, text_keys, text_values, tables, starts, ends,
-                span_blocks, window_starts, window_lengths, n_text,
+                q,
+                pair_keys,
+                pair_values,
+                text_keys,
+                text_values,
+                tables,
+                starts,
+                ends,
+                span_blocks,
+                window_starts,
+                window_lengths,
+                n_text,
             )
         else:
             text_max, text_sum, text_out = grouped_text_attention(
                 partial(self._group_scores, tables, text_keys, text_values),
-                span_blocks, rel_starts, rel_ends, window_starts, window_lengths,
-                self.n_positions, self.n_heads, self.budget,
+                span_blocks,
+                rel_starts,
+                rel_ends,
+                window_starts,
+                window_lengths,
+                self.n_positions,
+                self.n_heads,
+                self.budget,
             )
             attended = merge_with_pair(pair_scores, pair_values, text_max, text_sum, text_out)
         return self.span_head(marker_in, attended, ends - starts)
@@ -300,14 +347,22 @@ class _SpanDecoderBase(nn.Module):
         (`fused_layout`), with the scheme's position terms on the text keys
         and values and its mask (`_fused_terms`).
         q, pair_keys: (n, 2, d) or, shared by every span, (2, d). (n, 2, d)."""
-        key_pos, key_index, allowed = fused_layout(span_blocks, window_starts, window_lengths, n_text)
-        pos_keys, pos_values, mask = self._fused_terms(tables, key_pos, key_index, starts, ends, allowed)
+        key_pos, key_index, allowed = fused_layout(
+            span_blocks, window_starts, window_lengths, n_text
+        )
+        pos_keys, pos_values, mask = self._fused_terms(
+            tables, key_pos, key_index, starts, ends, allowed
+        )
         keys, values = text_keys[key_index], text_values[key_index]
         if pos_keys is not None:
             keys, values = keys + pos_keys, values + pos_values
-        return fused_attention(q, pair_keys, pair_values, keys, values, mask, starts.shape[0], self.n_heads)
+        return fused_attention(
+            q, pair_keys, pair_values, keys, values, mask, starts.shape[0], self.n_heads
+        )
 
-    def span_head(self, marker_in: torch.Tensor, attended: torch.Tensor, widths: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def span_head(
+        self, marker_in: torch.Tensor, attended: torch.Tensor, widths: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """The per-span layers after attention: output projection with the
         residual, the shared MLP, the classifier over [h_i; h_j].
         (n, 2, d) or (2, d), (n, 2, d), (n,) widths - 1 -> (n, n_classes)."""
@@ -329,8 +384,15 @@ class RelativeSpanDecoder(_SpanDecoderBase):
     """
 
     def __init__(
-        self, width: int, n_classes: int, n_heads: int, mlp_ratio: float, dropout: float,
-        n_positions: int, max_span_length: int, budget: Optional[AttentionBudget] = None,
+        self,
+        width: int,
+        n_classes: int,
+        n_heads: int,
+        mlp_ratio: float,
+        dropout: float,
+        n_positions: int,
+        max_span_length: int,
+        budget: Optional[AttentionBudget] = None,
     ) -> None:
         super().__init__(width, n_classes, n_heads, mlp_ratio, dropout, n_positions, budget)
         # Offsets -(P-1) .. P-1 of any key in a window from any boundary in it.
@@ -343,11 +405,19 @@ class RelativeSpanDecoder(_SpanDecoderBase):
         markers = torch.stack([self.m_start, self.m_end])  # (2, d)
         normed = self.norm_query(markers)
         # (2, 4d): [input, q, k, v] of the start and end markers.
-        return {"queries": torch.cat([markers, self.q_proj(normed), self.k_proj(normed), self.v_proj(normed)], dim=-1)}
+        return {
+            "queries": torch.cat(
+                [markers, self.q_proj(normed), self.k_proj(normed), self.v_proj(normed)], dim=-1
+            )
+        }
 
     def _pair(
-        self, tables: Dict[str, torch.Tensor], starts: torch.Tensor, ends: torch.Tensor,
-        rel_starts: torch.Tensor, rel_ends: torch.Tensor,
+        self,
+        tables: Dict[str, torch.Tensor],
+        starts: torch.Tensor,
+        ends: torch.Tensor,
+        rel_starts: torch.Tensor,
+        rel_ends: torch.Tensor,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(marker inputs (2, d), queries (2, d), pair keys (2, d), pair
         scores (n, 2, h, 2), pair values (1, 2, h, hw))."""
@@ -357,15 +427,21 @@ class RelativeSpanDecoder(_SpanDecoderBase):
         widths = ends - starts
         zero = torch.zeros_like(widths)
         # Offset of each pair key's token from each query's boundary: (n, 2 queries, 2 keys).
-        offsets = torch.stack([torch.stack([zero, widths], dim=1), torch.stack([-widths, zero], dim=1)], dim=1)
+        offsets = torch.stack(
+            [torch.stack([zero, widths], dim=1), torch.stack([-widths, zero], dim=1)], dim=1
+        )
         query_marker = torch.arange(2, device=starts.device)[None, :, None]
         bias = self.relative_bias[query_marker, :, offsets + self.n_positions - 1]  # (n, 2, 2, h)
         pair_scores = content[None] + bias.permute(0, 1, 3, 2)
         return marker_in, q, k, pair_scores, v.view(1, 2, h, hw)
 
     def _group_scores(
-        self, tables: Dict[str, torch.Tensor], text_keys: torch.Tensor, text_values: torch.Tensor,
-        key_index: torch.Tensor, query_codes: torch.Tensor,
+        self,
+        tables: Dict[str, torch.Tensor],
+        text_keys: torch.Tensor,
+        text_values: torch.Tensor,
+        key_index: torch.Tensor,
+        query_codes: torch.Tensor,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Scores (b, h, Q, K) of the queries `query_codes` (b, Q), each
         marker * P + boundary position, over their blocks' windows (b, K)."""
@@ -378,14 +454,26 @@ class RelativeSpanDecoder(_SpanDecoderBase):
         # The content part depends on the marker only: two rows per block.
         content = torch.einsum("mhe,bkhe->bmhk", q, keys) / math.sqrt(hw)  # (b, 2, h, K)
         markers, positions = query_codes // n_pos, query_codes % n_pos
-        content = content[torch.arange(n_blocks, device=key_index.device)[:, None], markers]  # (b, Q, h, K)
-        offsets = torch.arange(n_keys, device=key_index.device)[None, None, :] - positions[..., None] + n_pos - 1
+        content = content[
+            torch.arange(n_blocks, device=key_index.device)[:, None], markers
+        ]  # (b, Q, h, K)
+        offsets = (
+            torch.arange(n_keys, device=key_index.device)[None, None, :]
+            - positions[..., None]
+            + n_pos
+            - 1
+        )
         bias = self.relative_bias[markers[..., None], :, offsets]  # (b, Q, K, h)
         return content.transpose(1, 2) + bias.permute(0, 3, 1, 2), values
 
     def _fused_terms(
-        self, tables: Dict[str, torch.Tensor], key_pos: torch.Tensor, key_index: torch.Tensor,
-        starts: torch.Tensor, ends: torch.Tensor, allowed: torch.Tensor,
+        self,
+        tables: Dict[str, torch.Tensor],
+        key_pos: torch.Tensor,
+        key_index: torch.Tensor,
+        starts: torch.Tensor,
+        ends: torch.Tensor,
+        allowed: torch.Tensor,
     ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], torch.Tensor]:
         """No position terms on the text; a float mask (1, h, 2n, keys) that
         carries the relative bias of every allowed key and -inf elsewhere."""
@@ -395,11 +483,17 @@ class RelativeSpanDecoder(_SpanDecoderBase):
         # Offsets from each query's boundary to each key's token, in the
         # table's range wherever the mask allows the key.
         key_tokens = torch.cat([key_index, boundaries])
-        offsets = (key_tokens[None, :] - boundaries[:, None] + self.n_positions - 1).clamp_(0, 2 * self.n_positions - 2)
-        bias = self.relative_bias[marker_of_row[:, None], :, offsets].permute(2, 0, 1)  # (h, 2n, keys)
+        offsets = (key_tokens[None, :] - boundaries[:, None] + self.n_positions - 1).clamp_(
+            0, 2 * self.n_positions - 2
+        )
+        bias = self.relative_bias[marker_of_row[:, None], :, offsets].permute(
+            2, 0, 1
+        )  # (h, 2n, keys)
         return None, None, bias.masked_fill(~allowed[None], float("-inf"))[None]
 
-    def span_head(self, marker_in: torch.Tensor, attended: torch.Tensor, widths: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def span_head(
+        self, marker_in: torch.Tensor, attended: torch.Tensor, widths: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         hidden = marker_in + self.dropout(self.o_proj(attended))
         if widths is not None:
             hidden = hidden + self.width_embed[:, widths].transpose(0, 1)
@@ -460,8 +554,12 @@ class AbsoluteSpanDecoder(_SpanDecoderBase):
         }
 
     def _pair(
-        self, tables: Dict[str, torch.Tensor], starts: torch.Tensor, ends: torch.Tensor,
-        rel_starts: torch.Tensor, rel_ends: torch.Tensor,
+        self,
+        tables: Dict[str, torch.Tensor],
+        starts: torch.Tensor,
+        ends: torch.Tensor,
+        rel_starts: torch.Tensor,
+        rel_ends: torch.Tensor,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(marker inputs (n, 2, d), queries (n, 2, d), pair keys (n, 2, d),
         pair scores (n, 2, h, 2), pair values (n, 2, h, hw))."""
@@ -470,32 +568,51 @@ class AbsoluteSpanDecoder(_SpanDecoderBase):
         queries = tables["queries"]
         n_pos = queries.shape[1]
         # One gather from the (2P, 4d) table: row p is a start query, P + p an end query.
-        own = queries.reshape(2 * n_pos, 4 * d)[torch.stack([rel_starts, rel_ends + n_pos], dim=1)]  # (n, 2, 4d)
+        own = queries.reshape(2 * n_pos, 4 * d)[
+            torch.stack([rel_starts, rel_ends + n_pos], dim=1)
+        ]  # (n, 2, 4d)
         marker_in, q, k_pair, v_pair = own.split(d, dim=-1)
         # Two keys per query: elementwise products beat tiny batched matmuls.
         q_heads = q.reshape(n, 2, h, hw)
         k_heads = k_pair.reshape(n, 2, h, hw)
         scale = 1.0 / math.sqrt(hw)
         pair_scores = torch.stack(
-            [(q_heads * k_heads[:, :1]).sum(dim=-1) * scale, (q_heads * k_heads[:, 1:]).sum(dim=-1) * scale], dim=-1
+            [
+                (q_heads * k_heads[:, :1]).sum(dim=-1) * scale,
+                (q_heads * k_heads[:, 1:]).sum(dim=-1) * scale,
+            ],
+            dim=-1,
         )
         return marker_in, q, k_pair, pair_scores, v_pair.reshape(n, 2, h, hw)
 
     def _group_scores(
-        self, tables: Dict[str, torch.Tensor], text_keys: torch.Tensor, text_values: torch.Tensor,
-        key_index: torch.Tensor, query_codes: torch.Tensor,
+        self,
+        tables: Dict[str, torch.Tensor],
+        text_keys: torch.Tensor,
+        text_values: torch.Tensor,
+        key_index: torch.Tensor,
+        query_codes: torch.Tensor,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         d, h, hw = self.width, self.n_heads, self.head_width
         n_blocks, n_keys = key_index.shape
         keys = (text_keys[key_index] + tables["pos_keys"][:n_keys]).view(n_blocks, n_keys, h, hw)
-        values = (text_values[key_index] + tables["pos_values"][:n_keys]).view(n_blocks, n_keys, h, hw)
-        q = tables["queries"][..., d : 2 * d].reshape(-1, h, hw)[query_codes].permute(0, 2, 1, 3)  # (b, h, Q, hw)
+        values = (text_values[key_index] + tables["pos_values"][:n_keys]).view(
+            n_blocks, n_keys, h, hw
+        )
+        q = (
+            tables["queries"][..., d : 2 * d].reshape(-1, h, hw)[query_codes].permute(0, 2, 1, 3)
+        )  # (b, h, Q, hw)
         scores = torch.matmul(q, keys.permute(0, 2, 3, 1)) / math.sqrt(hw)
         return scores, values.transpose(1, 2)
 
     def _fused_terms(
-        self, tables: Dict[str, torch.Tensor], key_pos: torch.Tensor, key_index: torch.Tensor,
-        starts: torch.Tensor, ends: torch.Tensor, allowed: torch.Tensor,
+        self,
+        tables: Dict[str, torch.Tensor],
+        key_pos: torch.Tensor,
+        key_index: torch.Tensor,
+        starts: torch.Tensor,
+        ends: torch.Tensor,
+        allowed: torch.Tensor,
     ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], torch.Tensor]:
         """The text keys' and values' window positions; a boolean mask."""
         return tables["pos_keys"][key_pos], tables["pos_values"][key_pos], allowed[None, None]
@@ -503,9 +620,7 @@ class AbsoluteSpanDecoder(_SpanDecoderBase):
 
 def sinusoidal_table(n_positions: int, width: int) -> torch.Tensor:
     position = torch.arange(n_positions, dtype=torch.float32)[:, None]
-    freq = torch.exp(
-        torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10000.0) / width)
-    )
+    freq = torch.exp(torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10000.0) / width))
     table = torch.zeros(n_positions, width)
     table[:, 0::2] = torch.sin(position * freq)
     table[:, 1::2] = torch.cos(position * freq[: width // 2])

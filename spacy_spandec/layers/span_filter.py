@@ -4,6 +4,7 @@ Paper section 4.1: a linear classifier on the encoder outputs, trained jointly
 with the decoder; at inference every span containing a token whose entity
 probability is below the threshold is dropped before the decoder runs.
 """
+
 import torch
 from torch import nn
 

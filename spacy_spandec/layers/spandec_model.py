@@ -7,6 +7,7 @@ gradient accumulation, serialization and `--gpu-id` go through the normal
 Thinc machinery. Weights are stored as safetensors inside msgpack: loading a
 pipeline never unpickles anything.
 """
+
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, List, Optional, Tuple
@@ -18,7 +19,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from spacy.tokens import Doc
-from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v3, get_torch_default_device, torch2xp, xp2torch
+from thinc.api import (
+    ArgsKwargs,
+    Model,
+    PyTorchWrapper_v3,
+    get_torch_default_device,
+    torch2xp,
+    xp2torch,
+)
 from thinc.types import Floats1d, Floats2d
 
 from ..candidates import attention_blocks, enumerate_candidates, max_window_length
@@ -50,7 +58,11 @@ class SpanDecoderLoadError(ValueError):
 
 def serialize_net(net: torch.nn.Module) -> bytes:
     config = getattr(net, "config", None)
-    weights = save_safetensors({k: v.contiguous() for k, v in net.state_dict().items()}) if config else b""
+    weights = (
+        save_safetensors({k: v.contiguous() for k, v in net.state_dict().items()})
+        if config
+        else b""
+    )
     return srsly.msgpack_dumps({"config": config, "weights": weights})
 
 
@@ -233,14 +245,22 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[SpanDecOutpu
     block_size = attrs["block_size"]
     lengths = numpy.asarray([len(doc) for doc in docs], dtype="int64")
     offsets = numpy.concatenate([[0], numpy.cumsum(lengths)[:-1]]).astype("int64")
-    is_space = numpy.concatenate([doc.to_array("IS_SPACE") for doc in docs] + [numpy.zeros((0,), dtype="uint64")]).astype(bool)
+    is_space = numpy.concatenate(
+        [doc.to_array("IS_SPACE") for doc in docs] + [numpy.zeros((0,), dtype="uint64")]
+    ).astype(bool)
     cands = enumerate_candidates(lengths, max_len).without_space_boundaries(is_space, offsets)
     n_candidates = numpy.bincount(cands.doc_ids, minlength=len(docs)).astype("int64")
     if int(lengths.sum()) == 0:
         empty = numpy.zeros((0,), dtype="int64")
         output = SpanDecOutput(
-            lengths, empty, empty, empty, ops.alloc2f(0, model.get_dim("nO")),
-            ops.alloc1f(0), n_candidates, numpy.zeros(len(docs), dtype="int64"),
+            lengths,
+            empty,
+            empty,
+            empty,
+            ops.alloc2f(0, model.get_dim("nO")),
+            ops.alloc1f(0),
+            n_candidates,
+            numpy.zeros(len(docs), dtype="int64"),
         )
         # Nothing to encode or decode: the tok2vec is not run at all, since a
         # transformer listener cannot pool a batch without any token.
