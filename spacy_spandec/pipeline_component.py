@@ -23,7 +23,7 @@ from .layers.spandec_model import (
     is_built,
     using_net,
 )
-from .scoring import gold_spans
+from .scoring import ENTS_SCORE_WEIGHTS, gold_spans
 from .serving import check_inference_dtype, invalidate, serving_view
 
 DEFAULT_MODEL_CONFIG = """
@@ -71,13 +71,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "spandec_ner",
     assigns=["doc.ents", "doc.spans"],
     default_config=DEFAULT_CONFIG,
-    default_score_weights={
-        "ents_f": 1.0,
-        "ents_p": 0.0,
-        "ents_r": 0.0,
-        "ents_per_type": None,
-        "seqeval_f": 0.0,
-    },
+    default_score_weights=ENTS_SCORE_WEIGHTS,
 )
 def make_spandec_ner(
     nlp: Language,

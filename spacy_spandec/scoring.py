@@ -14,6 +14,16 @@ from spacy.util import registry
 
 from .tags import spans_to_bio
 
+# The score weights of both NER components: `spacy train` picks model-best by ents_f
+# and reports the rest.
+ENTS_SCORE_WEIGHTS: Dict[str, Optional[float]] = {
+    "ents_f": 1.0,
+    "ents_p": 0.0,
+    "ents_r": 0.0,
+    "ents_per_type": None,
+    "seqeval_f": 0.0,
+}
+
 
 def gold_spans(
     example: Example, gold_spans_key: Optional[str], *, aligned: bool = True

@@ -14,6 +14,7 @@ from spacy.tokens import Doc, Span
 from spacy.training import Corpus, Example
 from spacy.util import registry
 
+from .scoring import ENTS_SCORE_WEIGHTS
 from .tags import bio_to_spans, spans_to_bio
 
 
@@ -44,13 +45,7 @@ def create_bio_corpus(
     assigns=["doc.ents"],
     requires=["token.tag"],
     default_config={"scorer": {"@scorers": "spacy-spandec.ents_scorer.v1"}},
-    default_score_weights={
-        "ents_f": 1.0,
-        "ents_p": 0.0,
-        "ents_r": 0.0,
-        "ents_per_type": None,
-        "seqeval_f": 0.0,
-    },
+    default_score_weights=ENTS_SCORE_WEIGHTS,
 )
 def make_bio_ents(nlp: Language, name: str, scorer: Optional[Callable]) -> "BIOEntities":
     return BIOEntities(name, scorer)
