@@ -1,13 +1,13 @@
-"""Collect the project's metrics into results/results.{md,json}.
+"""Collect the project's metrics into results/summary/results.{md,json}.
 
 Reads metrics/<run>/<config>.json (written by `spacy evaluate`; a run is a
 dataset, or a dataset with a suffix such as conllpp_chunk74 for chunked samples),
-results/<run>/calibration.json (SF threshold sweep) and
-results/timings.json (wall time of every step, from scripts/run_all.py).
+results/calibration/<run>/calibration.json (SF threshold sweep) and
+results/summary/timings.json (wall time of every step, from scripts/run_all.py).
 Only measured numbers are written; a missing run is left out, never filled.
 The paper's MiniLM-L12 F1 (Table 7) is printed beside ours for reference.
 
-    python scripts/results_table.py --metrics metrics --timings results/timings.json --output results/results
+    python scripts/results_table.py --metrics metrics --timings results/summary/timings.json --output results/summary/results
 """
 
 import argparse
@@ -54,7 +54,9 @@ def collect(metrics_dir: Path, timings_path: Path) -> Dict[str, Any]:
     timings = load(timings_path) or {}
     rows: Dict[str, Any] = {}
     for run, dataset in runs_of(metrics_dir):
-        calibration = load(metrics_dir.parent / "results" / run / "calibration.json")
+        calibration = load(
+            metrics_dir.parent / "results" / "calibration" / run / "calibration.json"
+        )
         for config in CONFIGS:
             metrics = load(metrics_dir / run / f"{config}.json")
             if metrics is None:
@@ -157,7 +159,7 @@ def markdown(
         lines += [
             "",
             "Wall time of all recorded steps (assets, convert, train, calibrate, evaluate, package), "
-            "from results/timings.json:",
+            "from results/summary/timings.json:",
             "",
             "| run | seconds | hours |",
             "|---|---:|---:|",
@@ -184,7 +186,7 @@ def markdown(
             f"One uninterrupted `{command}` ({whole_run['budget']} budget; datasets "
             f"{', '.join(whole_run['datasets'])}; models {', '.join(whole_run['configs'])}): "
             f"{whole_run['started']} to {whole_run['finished']}, {seconds:.0f} s ({seconds / 3600:.2f} h), "
-            f"{outcome}. From results/run_all.json.",
+            f"{outcome}. From results/summary/run_all.json.",
         ]
     return "\n".join(lines) + "\n"
 
@@ -192,12 +194,12 @@ def markdown(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--metrics", type=Path, default=Path("metrics"))
-    parser.add_argument("--timings", type=Path, default=Path("results/timings.json"))
-    parser.add_argument("--output", type=Path, default=Path("results/results"))
+    parser.add_argument("--timings", type=Path, default=Path("results/summary/timings.json"))
+    parser.add_argument("--output", type=Path, default=Path("results/summary/results"))
     parser.add_argument(
         "--run-record",
         type=Path,
-        default=Path("results/run_all.json"),
+        default=Path("results/summary/run_all.json"),
         help="wall time of one whole run_all.py invocation, if there is one",
     )
     parser.add_argument("--command", default="spacy project run all")

@@ -1,5 +1,5 @@
 """Run every benchmark with every model variant via `spacy project run`, and
-record the wall time of each step in results/timings.json.
+record the wall time of each step in results/summary/timings.json.
 
 Why a script: weasel workflows cannot loop over vars, so `spacy project run all`
 calls this, which calls `spacy project run STEP . --vars.dataset=X
@@ -187,11 +187,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     parser.add_argument("--force", action="store_true", help="rerun steps weasel would skip")
     parser.add_argument("--dry-run", action="store_true", help="print the commands only")
-    parser.add_argument("--timings", type=Path, default=PROJECT_DIR / "results" / "timings.json")
+    parser.add_argument(
+        "--timings", type=Path, default=PROJECT_DIR / "results" / "summary" / "timings.json"
+    )
     parser.add_argument(
         "--run-record",
         type=Path,
-        default=PROJECT_DIR / "results" / "run_all.json",
+        default=PROJECT_DIR / "results" / "summary" / "run_all.json",
         help="where the wall time of this whole invocation is written",
     )
     args = parser.parse_args(argv)

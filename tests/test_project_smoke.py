@@ -95,7 +95,9 @@ def test_project_workflow_end_to_end(tmp_path: Path) -> None:
     # the model biased to O (no entity at bias 0, measured); the tuned offset
     # of the O logit, written into spandec's model-best, makes it find some.
     _project("calibrate", project, env, config="sf_spandec", **variables)
-    calibration = json.loads((project / "results" / DATASET / "calibration.json").read_text())
+    calibration = json.loads(
+        (project / "results" / "calibration" / DATASET / "calibration.json").read_text()
+    )
     chosen = calibration["chosen"]["threshold"]
     config_text = (
         project / "training" / DATASET / "sf_spandec" / "model-best" / "config.cfg"
