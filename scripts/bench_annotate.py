@@ -1,12 +1,14 @@
 """Throughput of annotating a corpus: `nlp.pipe` in a plain loop (the
 baseline) against `spacy-spandec annotate` on one process, with
-`--n-process 2`, and on Ray with 1 and 2 workers, on the test texts of the
+`--n-process 2`, on one torch thread (one worker's share of 2 cores: the
+base of the scaling ratios and of the 100-million-doc estimate) and on Ray
+with 1 and 2 workers, on the test texts of the
 benchmarks repeated to --n-docs. Each mode runs in a fresh process, one after
 the other, so the ratios to the baseline compare runs of the same session;
 run it on a quiet machine.
 
     python scripts/bench_annotate.py PIPELINE [--datasets conllpp bc5cdr] [--n-docs 50000] \
-        [--modes pipe cli cli_np2 ray1 ray2] [--output results/annotate]
+        [--modes pipe cli cli_1t cli_np2 ray1 ray2] [--output results/annotate]
 
 Per mode it records seconds (pipeline loaded; for the CLI the whole command,
 reading and writing included), docs/s, the ratio to `pipe`, the peak RSS of
@@ -31,6 +33,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 MODES = {
     "pipe": "nlp.pipe in a plain loop (baseline)",
     "cli": "annotate, one process",
+    "cli_1t": "annotate, one process, torch on 1 thread",
     "cli_np2": "annotate --n-process 2",
     "ray1": "annotate --engine ray --workers 1",
     "ray2": "annotate --engine ray --workers 2",
@@ -67,6 +70,10 @@ def child(mode: str, pipeline: str, corpus: Path, batch_size: int) -> Dict[str, 
         from spacy_spandec.annotate import annotate
 
         options: Dict[str, Any] = {"batch_size": batch_size, "progress": False}
+        if mode == "cli_1t":
+            import torch
+
+            torch.set_num_threads(1)
         if mode == "cli_np2":
             options["n_process"] = 2
         if mode.startswith("ray"):
@@ -117,6 +124,27 @@ def markdown(report: Dict[str, Any]) -> str:
             f"| {MODES[row['mode']]} | {row['seconds']:.1f} | {row['docs_per_s']:.1f} | "
             f"{row.get('vs_pipe', float('nan')):.2f} | {row['peak_rss_mb']:.0f} |"
         )
+    rate = {row["mode"]: row["docs_per_s"] for row in report["modes"] if "error" not in row}
+    if "cli_1t" in rate:
+        scaling = [
+            f"{MODES[mode]} {rate[mode] / rate['cli_1t']:.2f}×"
+            for mode in ("cli_np2", "ray2")
+            if mode in rate
+        ]
+        if scaling:
+            lines += [
+                "",
+                "Two workers against one process on one thread: " + ", ".join(scaling) + ".",
+            ]
+        per_worker = rate["cli_1t"]
+        hours = {n: 1e8 / (per_worker * n) / 3600 for n in (1, 16, 64, 256)}
+        lines += [
+            "",
+            f"At the measured {per_worker:.0f} docs/s per one-thread worker, 100 million docs like these "
+            "would take "
+            + ", ".join(f"{h:,.1f} h on {n} CPU workers" for n, h in hours.items())
+            + " (linear in workers, as long as reading and writing keep up).",
+        ]
     startup = report.get("startup")
     if startup and all("error" not in r for r in startup.values()):
         lines += [
