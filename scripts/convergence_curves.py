@@ -5,7 +5,7 @@ benchmark, with each model's training words/s and its test scores.
     python scripts/convergence_curves.py --dataset conllpp [--output results/convergence/conllpp]
 
 It reads training/<dataset>_converge/<config>/curve.jsonl (one line per dev
-evaluation, written by `python -m spacy_spandec.train`), the checkpoint state
+evaluation, written by `python -m spacy_spandec train`), the checkpoint state
 (finished or not, and why) and metrics/<dataset>_converge/<config>.json (test
 scores from `spacy evaluate`, when they exist). training/ is not committed, so
 the JSON written here is the record: it copies every point of every curve.

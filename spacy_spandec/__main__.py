@@ -2,7 +2,9 @@
 
 Commands: annotate (a corpus, in resumable shards), render (HTML of the
 predicted spans with their scores), train (resumable training), calibrate
-(tune sf_threshold / outside_bias on dev).
+(tune sf_threshold / outside_bias on dev), convert and stats (a benchmark's
+raw files to DocBin, and their statistics), convert-custom (your own
+JSONL/IOB/DocBin annotations to DocBin, with a report of bad annotations).
 """
 
 import argparse
@@ -12,7 +14,7 @@ from typing import List, Optional
 
 from wasabi import msg
 
-COMMANDS = ("annotate", "render", "train", "calibrate")
+COMMANDS = ("annotate", "render", "train", "calibrate", "convert", "stats", "convert-custom")
 
 
 def annotate_main(argv: List[str]) -> int:
@@ -154,6 +156,14 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         train_main(rest)
         return 0
+    if command in ("convert", "stats"):
+        from .corpus import main as corpus_main
+
+        return corpus_main([command, *rest])
+    if command == "convert-custom":
+        from .custom_data import main as custom_data_main
+
+        return custom_data_main(rest)
     from .calibrate import main as calibrate_main
 
     return calibrate_main(rest) or 0

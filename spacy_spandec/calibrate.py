@@ -15,7 +15,7 @@ output pipeline, which is where `spacy.load` reads them; `--bias-output`
 writes the bias into a second pipeline too (e.g. the unpruned SpanDec model,
 in place), so both variants decode alike.
 
-    python -m spacy_spandec.calibrate training/model-best corpus/dev.spacy training/model-sf \
+    python -m spacy_spandec calibrate training/model-best corpus/dev.spacy training/model-sf \
         --results results/calibration.json --plot results/calibration.png \
         [--outside-biases=0,-0.5,-1,-2 --bias-output training/model-best]
         [--label-biases=-1,-0.5,0,0.5,1 [--average macro]] [--temperature]
@@ -305,7 +305,9 @@ def plot(rows: List[Dict[str, float]], chosen: Dict[str, float], path: Path) -> 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m spacy_spandec calibrate", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("model", type=Path, help="trained pipeline directory")
     parser.add_argument("dev", type=Path, help="dev DocBin (.spacy)")
     parser.add_argument("output", type=Path, help="pipeline directory to write (may equal model)")

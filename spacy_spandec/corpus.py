@@ -25,9 +25,9 @@ RAW_DIR layout, one folder per dataset (the `project.yml` assets fill it):
 CLI (writes ``OUTPUT_DIR/{train,dev,test}.spacy``, for crossner also
 ``test_<domain>.spacy``, and ``OUTPUT_DIR/stats.json``)::
 
-    python -m spacy_spandec.corpus convert DATASET RAW_DIR OUTPUT_DIR \\
+    python -m spacy_spandec convert DATASET RAW_DIR OUTPUT_DIR \\
         [--granularity sentence|chunk] [--max-tokens 74] [--limit K]
-    python -m spacy_spandec.corpus stats DATASET RAW_DIR [same options]
+    python -m spacy_spandec stats DATASET RAW_DIR [same options]
 """
 
 import argparse
@@ -423,7 +423,7 @@ def _non_negative_int(text: str) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m spacy_spandec.corpus",
+        prog="python -m spacy_spandec",
         description="Convert raw NER benchmark files to spaCy DocBin corpora.",
     )
     commands = parser.add_subparsers(dest="command", required=True)

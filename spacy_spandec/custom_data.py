@@ -38,7 +38,7 @@ Checks (`doc.ents` must be flat, on token boundaries, with labels):
   kept, because they are true annotations, but reported, because SpanDec
   never proposes them as candidates.
 
-    python -m spacy_spandec.custom_data TRAIN DEV [TEST] OUTPUT_DIR \\
+    python -m spacy_spandec convert-custom TRAIN DEV [TEST] OUTPUT_DIR \\
         [--format auto|jsonl|iob|spacy] [--alignment-mode strict|expand|contract] \\
         [--spans-key KEY] [--max-span-length 8] [--lang en]
 
@@ -683,7 +683,7 @@ def print_report(report: Dict[str, Any], path: Path) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m spacy_spandec.custom_data",
+        prog="python -m spacy_spandec convert-custom",
         usage="%(prog)s TRAIN DEV [TEST] OUTPUT_DIR [options]",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -102,7 +102,7 @@ def make_spandec_ner(
     sf_threshold (float): SF pruning threshold; 0 decodes every span (plain SpanDec).
     outside_bias (float): added to the O (not-an-entity) logit of every span
         before decoding; below 0 trades precision for recall. 0 is the plain
-        argmax; `python -m spacy_spandec.calibrate` can tune it on the dev set.
+        argmax; `python -m spacy_spandec calibrate` can tune it on the dev set.
     label_biases (Dict[str, float]): added to the logit of each named label
         before decoding: above 0 predicts that label more often (recall up),
         below 0 less often. `calibrate --label-biases` tunes them on dev.
@@ -243,7 +243,7 @@ class SpanDecNER(TrainablePipe):
             raise ValueError(
                 f"sf_threshold must be a probability in [0, 1], got {value}. "
                 "Use 0 to decode every span (SpanDec) or a value tuned on the dev "
-                "set (e.g. with `python -m spacy_spandec.calibrate`)."
+                "set (e.g. with `python -m spacy_spandec calibrate`)."
             )
         self._sf_threshold = float(value)
         self._threshold_to_model()

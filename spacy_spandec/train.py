@@ -1,7 +1,7 @@
 """Resumable training: `spacy train`'s loop with checkpoints that a later
 process continues from, and an optional stop at convergence.
 
-    python -m spacy_spandec.train CONFIG OUTPUT [--until-converged] [--paths.train ...]
+    python -m spacy_spandec train CONFIG OUTPUT [--until-converged] [--paths.train ...]
 
 Runs longer than a session (hours on a CPU) are cut short; this keeps going
 where the last run stopped. At every evaluation it writes OUTPUT/checkpoint/:
@@ -389,7 +389,7 @@ def train(
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m spacy_spandec.train",
+        prog="python -m spacy_spandec train",
         description=__doc__.split("\n\n")[0],
         epilog="Other options (--paths.train, --training.max_steps, ...) override the config, as with spacy train. "
         "They are read only when training starts; a resumed run keeps the config in its checkpoint.",

@@ -1,4 +1,4 @@
-"""`python -m spacy_spandec.calibrate`: sweep, choose, write, and the written
+"""`python -m spacy_spandec calibrate`: sweep, choose, write, and the written
 threshold is the one a loaded pipeline uses."""
 
 import json

@@ -1,4 +1,4 @@
-"""Resumable training (`python -m spacy_spandec.train`), run as users run it:
+"""Resumable training (`python -m spacy_spandec train`), run as users run it:
 in a subprocess at torch's default thread count, cut short on purpose or
 killed, then resumed, and compared with an uninterrupted run."""
 
@@ -62,7 +62,7 @@ def setup(tiny_bert_dir, tmp_path_factory) -> dict:
 
 
 def _train(setup: dict, out: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "spacy_spandec.train", str(setup["config"]), str(out), *args]
+    cmd = [sys.executable, "-m", "spacy_spandec", "train", str(setup["config"]), str(out), *args]
     proc = subprocess.run(cmd, env=fresh_env(), capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return proc
@@ -125,7 +125,7 @@ def test_a_run_cut_short_and_resumed_matches_the_uninterrupted_run(setup, uninte
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(setup, uninterrupted):
     out = setup["root"] / "killed"
-    cmd = [sys.executable, "-m", "spacy_spandec.train", str(setup["config"]), str(out)]
+    cmd = [sys.executable, "-m", "spacy_spandec", "train", str(setup["config"]), str(out)]
     proc = subprocess.Popen(
         cmd, env=fresh_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
