@@ -14,11 +14,11 @@ import spacy
 import torch
 from spacy.tokens import Doc, Span
 from spacy.training import Example
-from thinc.api import ConfigValidationError
+from thinc.api import ConfigValidationError, fix_random_seed
 
 from spacy_spandec import SpanDecNER
 from spacy_spandec.layers.decoder import RelativeSpanDecoder, sinusoidal_table
-from spacy_spandec.layers.spandec_model import decoder_net
+from spacy_spandec.layers.spandec_model import SampledDocs, decoder_net
 
 from conftest import LABELS, TRAIN_DATA, char_spans, make_cnn_nlp, make_examples, train
 
@@ -676,6 +676,50 @@ def test_span_loss_is_the_o_weighted_cross_entropy(negative_weight):
     assert loss == pytest.approx(float(expected.detach()), rel=1e-5)
     assert numpy.allclose(numpy.asarray(d_logits), logits.grad.numpy(), atol=1e-7)
     assert d_tokens is None
+
+
+def test_negative_sampling_decodes_every_gold_span_and_a_share_of_the_o_spans():
+    """In training, negative_sampling decodes every gold span and each O span
+    with probability negative_weight, and the sampled O spans count in full:
+    the loss is the plain cross-entropy over the decoded spans."""
+    nlp = make_cnn_nlp(negative_sampling=True, negative_weight=0.3, sf_loss_weight=0.0)
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("spandec_ner")
+    docs = [eg.predicted for eg in examples]
+    full = ner.model.predict(docs)
+    fix_random_seed(0)
+    output, _ = ner.model.begin_update(SampledDocs(docs, ner._sample_negatives(examples)))
+    assert output.sampled and not full.sampled
+    assert list(output.n_candidates) == list(full.n_candidates)
+    all_targets, _ = ner._targets(examples, full)
+    targets, _ = ner._targets(examples, output)
+    assert (targets > 0).sum() == (all_targets > 0).sum() > 0
+    o_kept = (targets == 0).sum() / (all_targets == 0).sum()
+    assert 0.2 < o_kept < 0.4, o_kept
+    loss, (d_logits, _) = ner.get_loss(examples, output)
+    logits = torch.tensor(numpy.asarray(output.logits), requires_grad=True)
+    expected = torch.nn.functional.cross_entropy(logits, torch.tensor(targets))
+    expected.backward()
+    assert loss == pytest.approx(float(expected.detach()), rel=1e-5)
+    assert numpy.allclose(numpy.asarray(d_logits), logits.grad.numpy(), atol=1e-7)
+    # Prediction is never sampled.
+    assert ner.model.predict(
+        SampledDocs(docs, lambda c, o: numpy.zeros(len(c), bool))
+    ).n_kept.sum() == (full.n_kept.sum())
+
+
+def test_negative_sampling_learns():
+    nlp = make_cnn_nlp(negative_sampling=True)
+    examples = make_examples(nlp)
+    losses = train(nlp, examples, n_updates=80)
+    assert losses[-1] < losses[0] / 5
+    assert nlp.evaluate(examples)["ents_f"] == 1.0
+
+
+def test_negative_sampling_needs_a_rate():
+    with pytest.raises(ValueError, match="negative_sampling"):
+        make_cnn_nlp(negative_sampling=True, negative_weight=2.0)
 
 
 def span_precision_recall(docs, data):

@@ -11,6 +11,8 @@ layers) is what is left. Run it on a quiet machine.
 
     python scripts/dev/profile_train_step.py --train corpus/conllpp/train.spacy \
         [--configs token_cls spacy_ner spandec] [--steps 20] [--output results/profile/train_step.json]
+
+A config may carry overrides, e.g. `spandec:components.spandec_ner.negative_sampling=true`.
 """
 
 import argparse
@@ -72,7 +74,7 @@ def torch_modules(nlp) -> Dict[str, Any]:
     return modules
 
 
-def profile(config_name: str, train: Path, batch_size: int, warmup: int, steps: int) -> Dict:
+def profile(spec: str, train: Path, batch_size: int, warmup: int, steps: int) -> Dict:
     import spacy
     from spacy.schemas import ConfigSchemaTraining
     from spacy.training import Corpus
@@ -81,10 +83,13 @@ def profile(config_name: str, train: Path, batch_size: int, warmup: int, steps: 
 
     import spacy_spandec  # noqa: F401  (registers the factories)
 
+    config_name, _, settings = spec.partition(":")
+    overrides: Dict[str, Any] = {"paths.train": str(train), "paths.dev": str(train)}
+    for item in filter(None, settings.split(",")):
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value)
     config = load_config(
-        PROJECT_DIR / "configs" / f"{config_name}.cfg",
-        overrides={"paths.train": str(train), "paths.dev": str(train)},
-        interpolate=False,
+        PROJECT_DIR / "configs" / f"{config_name}.cfg", overrides=overrides, interpolate=False
     )
     nlp = init_nlp(config)
     training = registry.resolve(nlp.config.interpolate()["training"], schema=ConfigSchemaTraining)
@@ -105,7 +110,7 @@ def profile(config_name: str, train: Path, batch_size: int, warmup: int, steps: 
     total = sum(step_seconds)
     forward = {f"{name}_forward_s": round(s, 3) for name, s in timer.seconds.items()}
     return {
-        "config": config_name,
+        "config": spec,
         "pipeline": nlp.pipe_names,
         "steps": steps,
         "batch_size": batch_size,

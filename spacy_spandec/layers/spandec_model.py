@@ -10,7 +10,7 @@ pipeline never unpickles anything.
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
 
 import numpy
 import srsly
@@ -29,7 +29,7 @@ from thinc.api import (
 )
 from thinc.types import Floats1d, Floats2d
 
-from ..candidates import attention_blocks, enumerate_candidates, max_window_length
+from ..candidates import Candidates, attention_blocks, enumerate_candidates, max_window_length
 from .decoder import DECODER_PREFIX, MLP_IN, build_net, mlp_width, position_scheme
 
 
@@ -50,6 +50,23 @@ class SpanDecOutput:
     token_logits: Floats1d
     n_candidates: numpy.ndarray  # per doc
     n_kept: numpy.ndarray  # per doc
+    sampled: bool = False  # a SampledDocs rule chose the decoded spans (training)
+
+
+class SampledDocs(list):
+    """A training batch of docs with a rule for which candidates to decode.
+
+    `keep(candidates, offsets)` returns a boolean mask over the batch's
+    candidates (`offsets`: each doc's first token in the batch). The component
+    passes one to decode a sample of the O spans instead of all of them; to the
+    tok2vec it is the plain list of docs it holds.
+    """
+
+    def __init__(
+        self, docs: Iterable[Doc], keep: Callable[[Candidates, numpy.ndarray], numpy.ndarray]
+    ) -> None:
+        super().__init__(docs)
+        self.keep = keep
 
 
 class SpanDecoderLoadError(ValueError):
@@ -250,6 +267,9 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[SpanDecOutpu
     ).astype(bool)
     cands = enumerate_candidates(lengths, max_len).without_space_boundaries(is_space, offsets)
     n_candidates = numpy.bincount(cands.doc_ids, minlength=len(docs)).astype("int64")
+    sampled = is_train and isinstance(docs, SampledDocs)
+    if sampled:
+        cands = cands.select(numpy.asarray(docs.keep(cands, offsets), dtype=bool))
     if int(lengths.sum()) == 0:
         empty = numpy.zeros((0,), dtype="int64")
         output = SpanDecOutput(
@@ -290,6 +310,7 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[SpanDecOutpu
         token_logits=token_logits,
         n_candidates=n_candidates,
         n_kept=numpy.bincount(doc_ids, minlength=len(docs)).astype("int64"),
+        sampled=sampled,
     )
 
     def backprop(d_output: Tuple[Floats2d, Optional[Floats1d]]) -> Any:
