@@ -280,11 +280,7 @@ class SpanDecNER(TrainablePipe):
 
     @outside_bias.setter
     def outside_bias(self, value: float) -> None:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
+        if not _is_finite_number(value):
             raise ValueError(
                 f"outside_bias must be a finite number (an offset of the O logit), got {value!r}. "
                 "Use 0 for the plain argmax, a negative value to predict more entities."
@@ -304,11 +300,7 @@ class SpanDecNER(TrainablePipe):
                 f"label_biases must be a mapping of label to offset, got {type(value).__name__}."
             )
         for label, bias in value.items():
-            if (
-                isinstance(bias, bool)
-                or not isinstance(bias, (int, float))
-                or not math.isfinite(bias)
-            ):
+            if not _is_finite_number(bias):
                 raise ValueError(
                     f"label_biases[{label!r}] must be a finite number (an offset of its logit), got {bias!r}."
                 )
@@ -321,11 +313,7 @@ class SpanDecNER(TrainablePipe):
 
     @temperature.setter
     def temperature(self, value: float) -> None:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not (math.isfinite(value) and value > 0)
-        ):
+        if not (_is_finite_number(value) and value > 0):
             raise ValueError(
                 f"temperature must be a positive finite number, got {value!r}. 1 leaves the scores as they are."
             )
@@ -791,3 +779,9 @@ def softmax(logits: numpy.ndarray, *, log: bool = False) -> numpy.ndarray:
 def spandec_components(nlp: Language) -> List[Tuple[str, SpanDecNER]]:
     """The pipeline's spandec_ner components, found by class whatever their names."""
     return [(name, pipe) for name, pipe in nlp.pipeline if isinstance(pipe, SpanDecNER)]
+
+
+def _is_finite_number(value: Any) -> bool:
+    """An int or float (not a bool) that is neither inf nor NaN: what the
+    logit offsets and the temperature accept."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
