@@ -139,6 +139,9 @@ def annotate_with_ray(
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = False
+        # Blocks of a few hundred records: one input file is otherwise one block,
+        # and one block goes to one actor, so a second worker would sit idle.
+        ctx.target_max_block_size = 256 * 1024
         numbered, total = {}, 0
         for path, count in zip(files, counts):
             numbered[str(path.resolve())] = (str(path), total)
@@ -175,23 +178,23 @@ def annotate_with_ray(
         )
         pending: List[Result] = []
         shard = None
-        for row in ds.iter_rows():
-            index = int(row["index"])
-            if shard is not None and index // shard_size != shard:
-                writer.write(shard, pending)
-                bar.update(len(pending))
-                pending = []
-            shard = index // shard_size
-            data = json.loads(row["row"]) if row["row"] is not None else None
-            pending.append(
-                Result(
-                    str(row["source"]),
-                    int(row["line"]),
-                    row=data,
-                    error=row["error"],
-                    words=int(row["words"]),
-                )
-            )
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            columns = {name: batch.column(name).to_pylist() for name in batch.column_names}
+            for index, source, line, row, error, words in zip(
+                columns["index"],
+                columns["source"],
+                columns["line"],
+                columns["row"],
+                columns["error"],
+                columns["words"],
+            ):
+                if shard is not None and index // shard_size != shard:
+                    writer.write(shard, pending)
+                    bar.update(len(pending))
+                    pending = []
+                shard = index // shard_size
+                data = json.loads(row) if row is not None else None
+                pending.append(Result(source, line, row=data, error=error, words=words))
         if pending:
             writer.write(shard, pending)
             bar.update(len(pending))
