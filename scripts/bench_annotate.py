@@ -2,17 +2,19 @@
 baseline) against `spacy-spandec annotate` on one process, with
 `--n-process 2`, on one torch thread (one worker's share of 2 cores: the
 base of the scaling ratios and of the 100-million-doc estimate) and on Ray
-with 1 and 2 workers, on the test texts of the
+with 1 worker (on 1.5 CPUs, the default share, and on 1 CPU) and 2 workers,
+on the test texts of the
 benchmarks repeated to --n-docs. Each mode runs in a fresh process, one after
 the other, so the ratios to the baseline compare runs of the same session;
 run it on a quiet machine.
 
     python scripts/bench_annotate.py PIPELINE [--datasets conllpp bc5cdr] [--n-docs 50000] \
-        [--modes pipe cli cli_1t cli_np2 ray1 ray2] [--output results/annotate]
+        [--modes pipe cli cli_1t cli_np2 ray1 ray1_1t ray2] [--output results/annotate]
 
 Per mode it records seconds (pipeline loaded; for the CLI the whole command,
 reading and writing included), docs/s, the ratio to `pipe`, the peak RSS of
-the process that ran it (worker processes not included). Ray's start-up
+the process that ran it (worker processes not included) and how many of the
+machine's cores were busy meanwhile (every process, Ray's own included). Ray's start-up
 overhead is the whole command on the first 64 docs with one worker (Ray,
 actor start and pipeline load dominate it), beside the one-process CLI on the
 same 64 docs. Writes <output>/annotate.json and annotate.md.
@@ -20,12 +22,13 @@ same 64 docs. Writes <output>/annotate.json and annotate.md.
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from run_info import machine, peak_rss_mb  # scripts/ is on sys.path
 
@@ -36,6 +39,7 @@ MODES = {
     "cli_1t": "annotate, one process, torch on 1 thread",
     "cli_np2": "annotate --n-process 2",
     "ray1": "annotate --engine ray --workers 1",
+    "ray1_1t": "annotate --engine ray --workers 1 --cpus-per-worker 1",
     "ray2": "annotate --engine ray --workers 2",
 }
 STARTUP_DOCS = 64
@@ -77,7 +81,9 @@ def child(mode: str, pipeline: str, corpus: Path, batch_size: int) -> Dict[str, 
         if mode == "cli_np2":
             options["n_process"] = 2
         if mode.startswith("ray"):
-            options.update(engine="ray", workers=int(mode[3:]))
+            options.update(engine="ray", workers=int(mode[3]))
+        if mode == "ray1_1t":
+            options["cpus_per_worker"] = 1.0
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
             summary = annotate(pipeline, str(corpus), Path(out), **options)
@@ -87,7 +93,17 @@ def child(mode: str, pipeline: str, corpus: Path, batch_size: int) -> Dict[str, 
     return result
 
 
+def cpu_ticks() -> Tuple[int, int]:
+    """(busy, total) jiffies of all CPUs of the machine, from /proc/stat (Linux)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
 def run_mode(mode: str, pipeline: str, corpus: Path, batch_size: int) -> Dict[str, Any]:
+    """One mode in a fresh process; also how many of the machine's cores were
+    busy meanwhile (all processes: workers, Ray's own, the parent's reading
+    and writing), which tells idle cores from overhead."""
     cmd = [
         sys.executable,
         __file__,
@@ -99,10 +115,14 @@ def run_mode(mode: str, pipeline: str, corpus: Path, batch_size: int) -> Dict[st
         "--batch-size",
         str(batch_size),
     ]
+    busy, total = cpu_ticks()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    busy, total = (now - before for now, before in zip(cpu_ticks(), (busy, total)))
     if proc.returncode != 0:
         return {"mode": mode, "error": proc.stderr[-2000:]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["busy_cores"] = round(busy / max(total, 1) * (os.cpu_count() or 1), 2)
+    return result
 
 
 def markdown(report: Dict[str, Any]) -> str:
@@ -113,29 +133,28 @@ def markdown(report: Dict[str, Any]) -> str:
         f"({', '.join(report['datasets'])} test texts, repeated), batch size {report['batch_size']}; "
         "each mode in a fresh process, one after the other.",
         "",
-        "| mode | seconds | docs/s | × `nlp.pipe` | peak RSS MB (parent) |",
-        "|---|---:|---:|---:|---:|",
+        "| mode | seconds | docs/s | × `nlp.pipe` | cores busy | peak RSS MB (parent) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for row in report["modes"]:
         if "error" in row:
-            lines.append(f"| {MODES[row['mode']]} | failed | | | |")
+            lines.append(f"| {MODES[row['mode']]} | failed | | | | |")
             continue
         lines.append(
             f"| {MODES[row['mode']]} | {row['seconds']:.1f} | {row['docs_per_s']:.1f} | "
-            f"{row.get('vs_pipe', float('nan')):.2f} | {row['peak_rss_mb']:.0f} |"
+            f"{row.get('vs_pipe', float('nan')):.2f} | {row.get('busy_cores', float('nan')):.2f} | "
+            f"{row['peak_rss_mb']:.0f} |"
         )
     rate = {row["mode"]: row["docs_per_s"] for row in report["modes"] if "error" not in row}
+    pairs = [("cli_np2", "cli_1t"), ("ray2", "ray1_1t")]
+    scaling = [
+        f"{MODES[two]} {rate[two] / rate[one]:.2f}× {MODES[one]}"
+        for two, one in pairs
+        if two in rate and one in rate
+    ]
+    if scaling:
+        lines += ["", "Two workers against one worker on one thread: " + "; ".join(scaling) + "."]
     if "cli_1t" in rate:
-        scaling = [
-            f"{MODES[mode]} {rate[mode] / rate['cli_1t']:.2f}×"
-            for mode in ("cli_np2", "ray2")
-            if mode in rate
-        ]
-        if scaling:
-            lines += [
-                "",
-                "Two workers against one process on one thread: " + ", ".join(scaling) + ".",
-            ]
         per_worker = rate["cli_1t"]
         hours = {n: 1e8 / (per_worker * n) / 3600 for n in (1, 16, 64, 256)}
         lines += [

@@ -57,6 +57,12 @@ def annotate_main(argv: List[str]) -> int:
     parser.add_argument(
         "--address", default=None, help="Ray cluster to join; default: start one on this machine"
     )
+    parser.add_argument(
+        "--cpus-per-worker",
+        type=float,
+        default=None,
+        help="CPUs per Ray actor, also its torch threads; default: an equal share of the cluster's",
+    )
     parser.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per Ray actor")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -79,6 +85,7 @@ def annotate_main(argv: List[str]) -> int:
             workers=args.workers,
             address=args.address,
             num_gpus=args.num_gpus,
+            cpus_per_worker=args.cpus_per_worker,
         )
     except ValueError as err:
         msg.fail(str(err))

@@ -428,11 +428,14 @@ def annotate(
     workers: int = 1,
     address: Optional[str] = None,
     num_gpus: float = 0.0,
+    cpus_per_worker: Optional[float] = None,
 ) -> Dict[str, Any]:
     """Annotate every record of INPUT into shards under OUTPUT; returns the summary.
 
     engine: "local" (this process, or n_process forked workers) or "ray" (a
         Ray Data pipeline with `workers` actors; spacy_spandec/annotate_ray.py).
+    cpus_per_worker: Ray CPUs per actor, also its torch threads (None: an
+        equal share of the cluster's CPUs).
     """
     if fmt not in OUTPUT_FORMATS:
         raise ValueError(f"Unknown output format {fmt!r}: use one of {OUTPUT_FORMATS}.")
@@ -442,6 +445,8 @@ def annotate(
         raise ValueError(
             "--shard-size, --batch-size, --n-process and --workers must be at least 1."
         )
+    if cpus_per_worker is not None and not cpus_per_worker > 0:
+        raise ValueError(f"--cpus-per-worker must be > 0, got {cpus_per_worker}.")
     if engine == "ray" and docbin:
         raise ValueError("--docbin needs the local engine: Docs do not travel through Ray Data.")
     files = input_files(input_spec)
@@ -491,6 +496,7 @@ def annotate(
             workers=workers,
             address=address,
             num_gpus=num_gpus,
+            cpus_per_worker=cpus_per_worker,
         )
     else:
         nlp = load_pipeline(pipeline, sf_threshold, inference_dtype, gpu_id)

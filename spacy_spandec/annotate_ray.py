@@ -12,6 +12,7 @@ engine, so the two give identical output and a rerun skips finished shards.
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
@@ -122,6 +123,7 @@ def annotate_with_ray(
     workers: int,
     address: Optional[str],
     num_gpus: float,
+    cpus_per_worker: Optional[float] = None,
 ) -> None:
     try:
         import ray
@@ -155,8 +157,23 @@ def annotate_with_ray(
             return
         # Reading and parsing get a quarter CPU each, the actors share the rest:
         # a task that asks for more than the actors leave free is never scheduled.
-        cpus = float(ray.available_resources().get("CPU", os.cpu_count() or 1))
-        per_worker = max(0.5, (cpus - 2 * READER_CPUS) / workers)
+        per_worker = cpus_per_worker
+        if per_worker is None:
+            cpus = float(ray.available_resources().get("CPU", os.cpu_count() or 1))
+            per_worker = max(0.5, (cpus - 2 * READER_CPUS) / workers)
+        needed = per_worker * workers + 2 * READER_CPUS
+        have = float(ray.cluster_resources().get("CPU", 0))
+        if needed > have:
+            problem = (
+                f"{workers} Ray workers with {per_worker:g} CPUs each, plus {2 * READER_CPUS:g} for "
+                f"reading, need {needed:g} CPUs; the cluster has {have:g}."
+            )
+            if started_here:
+                raise ValueError(
+                    f"{problem} Lower --workers or --cpus-per-worker, or join a bigger cluster "
+                    "with --address."
+                )
+            warnings.warn(f"{problem} The actors wait until the cluster grows.", stacklevel=2)
         ds = ray.data.read_binary_files(
             [str(p.resolve()) for p in files], include_paths=True, num_cpus=READER_CPUS
         )

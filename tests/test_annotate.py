@@ -291,3 +291,24 @@ def test_ray_engine_with_two_workers_gives_the_local_output_and_errors(trained_d
     )
     assert summary["skipped_shards"] == len(shards) - 1 and summary["records"] == 12
     assert_same_annotations(annotations(remote), annotations(local))
+    shards[-1].unlink()
+    # More CPUs than the local instance has: a clear error, not actors waiting forever.
+    with pytest.raises(ValueError, match="--cpus-per-worker"):
+        annotate(
+            str(trained_dir),
+            str(src),
+            remote,
+            shard_size=4,
+            progress=False,
+            engine="ray",
+            workers=2,
+            cpus_per_worker=1000.0,
+        )
+
+
+@pytest.mark.parametrize("cpus", [0.0, -1.0])
+def test_cpus_per_worker_must_be_positive(trained_dir, tmp_path, cpus):
+    src = tmp_path / "in.txt"
+    src.write_text(TEXTS[0] + "\n", encoding="utf8")
+    with pytest.raises(ValueError, match="--cpus-per-worker must be > 0"):
+        annotate(str(trained_dir), str(src), tmp_path / "out", engine="ray", cpus_per_worker=cpus)
