@@ -1,6 +1,6 @@
 """Training cost per step: SpanDec against spaCy `ner` and token classification
-on the same encoder, the same batches and the same optimizer settings, in one
-process, one config after the other.
+on the same encoder, the same batches and the same optimizer settings, one
+config after the other.
 
 Each config is initialised from configs/<name>.cfg on the train set, warmed up,
 then timed over --steps updates of the same --batch-size train sentences
@@ -10,13 +10,19 @@ forward passes, so the rest of a step (backward, optimizer, spaCy's own
 layers) is what is left. Run it on a quiet machine.
 
     python scripts/dev/profile_train_step.py --train corpus/conllpp/train.spacy \
-        [--configs token_cls spacy_ner spandec] [--steps 20] [--output results/profile/train_step.json]
+        [--configs token_cls spacy_ner spandec] [--steps 20] [--repeats 3] [--output results/profile/train_step.json]
 
 A config may carry overrides, e.g. `spandec:components.spandec_ner.negative_sampling=true`.
+Each config runs in a fresh process; with `--repeats R` the configs run R
+rounds, every other round in reverse order, and the report gives the median
+seconds per step (the middle run's forward split) and every run's value: the
+2-core machine varies by tens of percent from one run to the next.
 """
 
 import argparse
 import json
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -122,6 +128,16 @@ def profile(spec: str, train: Path, batch_size: int, warmup: int, steps: int) ->
     }
 
 
+def run_child(spec: str, args: argparse.Namespace) -> Dict:
+    """One config in a fresh process, so no config inherits another's allocator
+    state or warmed-up caches."""
+    cmd = [sys.executable, __file__, "--child", spec, "--train", str(args.train)]
+    cmd += ["--batch-size", str(args.batch_size), "--warmup", str(args.warmup)]
+    cmd += ["--steps", str(args.steps)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", type=Path, required=True)
@@ -129,11 +145,30 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="rounds over the configs, every other one in reverse order; reports the medians",
+    )
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    rows = [
-        profile(name, args.train, args.batch_size, args.warmup, args.steps) for name in args.configs
-    ]
+    if args.child:
+        row = profile(args.child, args.train, args.batch_size, args.warmup, args.steps)
+        print(json.dumps(row))
+        return
+    runs: Dict[str, List[Dict]] = {name: [] for name in args.configs}
+    for round_ in range(args.repeats):
+        for name in args.configs if round_ % 2 == 0 else args.configs[::-1]:
+            runs[name].append(run_child(name, args))
+    rows = []
+    for name in args.configs:
+        row = dict(runs[name][len(runs[name]) // 2])
+        for key in ("seconds_per_step", "words_per_second"):
+            row[key] = statistics.median(run[key] for run in runs[name])
+        row["seconds_per_step_runs"] = [run["seconds_per_step"] for run in runs[name]]
+        rows.append(row)
     base = rows[0]
     for row in rows:
         row["seconds_per_step_vs_" + base["config"]] = round(
