@@ -352,8 +352,13 @@ def test_project_docs_are_generated_from_project_yml(tmp_path):
     committed = (root / "docs" / "project.md").read_text()
     copy = tmp_path / "project.md"
     copy.write_text(committed)
+    # project.yml alone, as in a fresh clone: `document` links the assets that
+    # exist locally, so fetched assets would change the output.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "project.yml").write_text((root / "project.yml").read_text())
     proc = subprocess.run(
-        [sys.executable, "-m", "spacy", "project", "document", str(root), "--output", str(copy)],
+        [sys.executable, "-m", "spacy", "project", "document", str(project), "--output", str(copy)],
         capture_output=True,
         text=True,
         timeout=300,
