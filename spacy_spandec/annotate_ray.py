@@ -196,22 +196,23 @@ def annotate_with_ray(
         pending: List[Result] = []
         shard = None
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            columns = {name: batch.column(name).to_pylist() for name in batch.column_names}
-            for index, source, line, row, error, words in zip(
-                columns["index"],
-                columns["source"],
-                columns["line"],
-                columns["row"],
-                columns["error"],
-                columns["words"],
-            ):
+            for item in batch.to_pylist():
+                index = item["index"]
                 if shard is not None and index // shard_size != shard:
                     writer.write(shard, pending)
                     bar.update(len(pending))
                     pending = []
                 shard = index // shard_size
-                data = json.loads(row) if row is not None else None
-                pending.append(Result(source, line, row=data, error=error, words=words))
+                data = json.loads(item["row"]) if item["row"] is not None else None
+                pending.append(
+                    Result(
+                        item["source"],
+                        item["line"],
+                        row=data,
+                        error=item["error"],
+                        words=item["words"],
+                    )
+                )
         if pending:
             writer.write(shard, pending)
             bar.update(len(pending))

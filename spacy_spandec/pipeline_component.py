@@ -175,6 +175,24 @@ def _load_errors(name: str, source: str) -> Iterator[None]:
         ) from None
 
 
+def _span_classes(
+    dense: numpy.ndarray,
+    offsets: numpy.ndarray,
+    doc_ids: numpy.ndarray,
+    starts: numpy.ndarray,
+    ends: numpy.ndarray,
+) -> numpy.ndarray:
+    """The gold class of each span, looked up in a batch's gold table
+    (`offsets`: each doc's first token in the batch)."""
+    return dense[offsets[doc_ids] + starts, ends - starts - 1]
+
+
+def _decoded_classes(dense: numpy.ndarray, output: SpanDecOutput) -> numpy.ndarray:
+    """The gold class of each span the model decoded in `output`."""
+    offsets = numpy.concatenate([[0], numpy.cumsum(output.lengths)]).astype("int64")
+    return _span_classes(dense, offsets, output.doc_ids, output.starts, output.ends)
+
+
 class SpanDecNER(TrainablePipe):
     """Span-based NER with SpanDec / SF-SpanDec: every candidate span is
     classified over O + labels; all predicted spans go to doc.spans, a flat
@@ -583,10 +601,11 @@ class SpanDecNER(TrainablePipe):
             return losses
         set_dropout_rate(self.model, drop)
         docs: List[Doc] = [eg.predicted for eg in examples]
+        dense, tokens = self._gold_table(examples)
         if self.negative_sampling:
-            docs = SampledDocs(docs, self._sample_negatives(examples))
+            docs = SampledDocs(docs, self._sample_negatives(dense))
         output, backprop = self.model.begin_update(docs)
-        loss, gradients = self.get_loss(examples, output)
+        loss, gradients = self._loss(output, dense, tokens)
         backprop(gradients)
         if sgd is not None:
             self.finish_update(sgd)
@@ -604,9 +623,15 @@ class SpanDecNER(TrainablePipe):
             gradients of the span logits and (None without a span-filter
             loss) of the token logits.
         """
-        examples = list(examples)
+        return self._loss(output, *self._gold_table(list(examples)))
+
+    def _loss(
+        self, output: SpanDecOutput, dense: numpy.ndarray, token_targets: numpy.ndarray
+    ) -> Tuple[float, Tuple[Any, Optional[Any]]]:
+        """get_loss on the batch's gold table (`_gold_table`), which update
+        has built already."""
         ops = self.model.ops
-        span_targets, token_targets = self._targets(examples, output)
+        span_targets = _decoded_classes(dense, output)
         logits = ops.to_numpy(output.logits)
         n_spans = logits.shape[0]
         loss = 0.0
@@ -639,19 +664,17 @@ class SpanDecNER(TrainablePipe):
     def _targets(
         self, examples: List[Example], output: SpanDecOutput
     ) -> Tuple[numpy.ndarray, numpy.ndarray]:
-        """Class index of every decoded span and entity/O of every token.
+        """Class index of every decoded span and entity/O of every token."""
+        dense, tokens = self._gold_table(examples)
+        return _decoded_classes(dense, output), tokens
+
+    def _gold_table(self, examples: List[Example]) -> Tuple[numpy.ndarray, numpy.ndarray]:
+        """The gold class of every (batch token, width - 1) span start, and
+        entity/O of every token, on the predicted tokens of the batch.
 
         Gold is aligned onto the predicted tokenization first, so examples
         whose tokens differ from the gold still train.
         """
-        dense, tokens = self._gold_table(examples)
-        offsets = numpy.concatenate([[0], numpy.cumsum(output.lengths)]).astype("int64")
-        flat_starts = offsets[output.doc_ids] + output.starts
-        return dense[flat_starts, output.ends - output.starts - 1], tokens
-
-    def _gold_table(self, examples: List[Example]) -> Tuple[numpy.ndarray, numpy.ndarray]:
-        """The gold class of every (batch token, width - 1) span start, and
-        entity/O of every token, on the predicted tokens of the batch."""
         max_len = self.max_span_length
         label_ids = {label: i + 1 for i, label in enumerate(self.labels)}
         lengths = [len(eg.predicted) for eg in examples]
@@ -673,17 +696,15 @@ class SpanDecNER(TrainablePipe):
         return dense, tokens
 
     def _sample_negatives(
-        self, examples: List[Example]
+        self, dense: numpy.ndarray
     ) -> Callable[[Candidates, numpy.ndarray], numpy.ndarray]:
-        """The rule that keeps every gold span of the batch and each O span
-        with probability negative_weight (numpy's global generator, which
-        `spacy train` seeds)."""
-        dense, _ = self._gold_table(examples)
+        """The rule that keeps every gold span of the batch (`dense`: its
+        `_gold_table`) and each O span with probability negative_weight
+        (numpy's global generator, which `spacy train` seeds)."""
         rate = self.negative_weight
 
         def keep(cands: Candidates, offsets: numpy.ndarray) -> numpy.ndarray:
-            flat_starts = offsets[cands.doc_ids] + cands.starts
-            gold = dense[flat_starts, cands.ends - cands.starts - 1] != 0
+            gold = _span_classes(dense, offsets, cands.doc_ids, cands.starts, cands.ends) != 0
             return gold | (numpy.random.random(len(cands)) < rate)
 
         return keep
