@@ -1,19 +1,29 @@
-"""Fill `assets/<dataset>/` from a local mirror instead of the network.
+"""Fill `assets/<dataset>/` from local copies instead of the network.
 
-Why: CI and this team's machines have no internet, but hold the upstream
-files byte for byte in a mirror laid out as `<owner>+<repo>/<path in repo>`
-(see shared/datasets/upstream/UPSTREAM.md). The asset list, URLs and
-checksums live only in `project.yml`; this script maps each URL to its
-mirror path, checks md5 (the `checksum` weasel uses) and sha256, and copies.
-OntoNotes 5 (LDC licence, no URL) is taken from a folder holding the
-normalised `{train,dev,test}.iob.gz`.
+Why: CI and this team's machines have no internet. Two kinds of local copy
+are accepted:
 
-    python scripts/mirror_assets.py DATASET [--mirror DIR] [--ontonotes-dir DIR]
+* a mirror of the raw upstream files, laid out as `<owner>+<repo>/<path in
+  repo>` (see shared/datasets/upstream/UPSTREAM.md): the asset list, URLs and
+  checksums live only in `project.yml`; this script maps each URL to its
+  mirror path, checks md5 (the `checksum` weasel uses) and sha256, and copies;
+* a datasets folder in the layout of the dataset MANIFEST
+  (`<name>/<split>.iob.gz`, the normalised files): used for every raw file
+  the mirror cannot give, copied to `assets/<dataset>/<name>/<split>.iob.gz`,
+  which `spacy_spandec.corpus` reads in place of the raw file. The normalised
+  files carry no checksum in project.yml; the converter's stats.json counts
+  can be checked against the MANIFEST.
 
-Defaults: --mirror $SPANDEC_DATA_MIRROR; --ontonotes-dir $SPANDEC_ONTONOTES_DIR,
-else `ontonotes5/` next to (or inside) the mirror. Files already in place with
-the right checksums are kept, so after `spacy project assets` (download) this
-only verifies. Exit status 1 with one line per problem and its fix.
+OntoNotes 5 (LDC licence, no URL) is always taken in the normalised format.
+
+    python scripts/mirror_assets.py DATASET [--mirror DIR] [--datasets-dir DIR] [--ontonotes-dir DIR]
+
+Defaults: --mirror $SPANDEC_DATA_MIRROR; --datasets-dir $SPANDEC_DATASETS_DIR,
+else the folder holding the mirror; --ontonotes-dir $SPANDEC_ONTONOTES_DIR,
+else `ontonotes5/` in the datasets folder (or beside or inside the mirror).
+Files already in place with the right checksums are kept, so after `spacy
+project assets` (download) this only verifies. Exit status 1 with one line
+per problem and its fix.
 """
 
 import argparse
@@ -26,6 +36,8 @@ from typing import Any, Dict, List, Optional
 from urllib.parse import urlparse
 
 import srsly
+
+from spacy_spandec.corpus import raw_splits
 
 RAW_HOST = "raw.githubusercontent.com"
 
@@ -73,22 +85,49 @@ def resolve_mirror(mirror: Optional[Path]) -> Optional[Path]:
     return mirror
 
 
-def default_ontonotes_dir(mirror: Optional[Path]) -> Optional[Path]:
+def default_ontonotes_dir(mirror: Optional[Path], datasets_dir: Optional[Path]) -> Optional[Path]:
+    candidates = [] if datasets_dir is None else [datasets_dir / "ontonotes5"]
+    if mirror is not None:
+        candidates += [mirror / "ontonotes5", mirror.parent / "ontonotes5"]
+    return next((c for c in candidates if c.is_dir()), candidates[-1] if candidates else None)
+
+
+def default_datasets_dir(mirror: Optional[Path]) -> Optional[Path]:
+    """The mirror itself if it holds normalised files, else the folder holding it."""
     if mirror is None:
         return None
-    for candidate in (mirror / "ontonotes5", mirror.parent / "ontonotes5"):
-        if candidate.is_dir():
-            return candidate
-    return mirror.parent / "ontonotes5"
+    return mirror if any(mirror.glob("*/*.iob.gz")) else mirror.parent
+
+
+def normalised_names(dataset: str) -> Dict[str, str]:
+    """Asset `dest` -> the MANIFEST name of the same file ("conllpp/train")."""
+    raw_dir = Path("assets") / dataset
+    return {
+        str(source.path): source.name
+        for sources in raw_splits(dataset, raw_dir).values()
+        for source in sources
+    }
+
+
+def copy_file(source: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    shutil.copyfile(source, tmp)
+    tmp.replace(dest)
 
 
 def mirror_assets(
-    project_dir: Path, dataset: str, mirror: Optional[Path], ontonotes_dir: Optional[Path]
+    project_dir: Path,
+    dataset: str,
+    mirror: Optional[Path],
+    ontonotes_dir: Optional[Path],
+    datasets_dir: Optional[Path] = None,
 ) -> List[str]:
     """Copy or verify the assets of `dataset`; returns the problems found."""
     assets = dataset_assets(project_dir, dataset)
     if not assets:
         return [f"project.yml declares no asset under assets/{dataset}/"]
+    names = normalised_names(dataset)
     problems = []
     for asset in assets:
         dest = project_dir / asset["dest"]
@@ -96,13 +135,29 @@ def mirror_assets(
             print(f"ok      {asset['dest']} (already in place)")
             continue
         if asset.get("url"):
-            if mirror is None:
-                problems.append(
-                    f"{asset['dest']}: missing and no mirror given. Set SPANDEC_DATA_MIRROR to the folder laid out as "
-                    f"<owner>+<repo>/<path> (e.g. ../shared/datasets/upstream), or download with `spacy project assets`."
+            name = names.get(asset["dest"])
+            normalised = (
+                None if datasets_dir is None or name is None else datasets_dir / f"{name}.iob.gz"
+            )
+            source = None if mirror is None else mirror / mirror_relpath(asset["url"])
+            if (
+                (source is None or not source.is_file())
+                and normalised is not None
+                and normalised.is_file()
+            ):
+                copy_file(normalised, project_dir / "assets" / dataset / f"{name}.iob.gz")
+                print(
+                    f"copied  assets/{dataset}/{name}.iob.gz <- {normalised} (normalised, for {asset['dest']})"
                 )
                 continue
-            source = mirror / mirror_relpath(asset["url"])
+            if source is None:
+                problems.append(
+                    f"{asset['dest']}: missing, and no mirror or datasets folder has it. Set SPANDEC_DATA_MIRROR to "
+                    f"the folder laid out as <owner>+<repo>/<path> (e.g. ../shared/datasets/upstream) or "
+                    f"SPANDEC_DATASETS_DIR to a folder with the normalised {name}.iob.gz (e.g. ../shared/datasets), "
+                    f"or download with `spacy project assets`."
+                )
+                continue
             fix = f"put the bytes of {asset['url']} there"
         else:
             if ontonotes_dir is None:
@@ -122,10 +177,7 @@ def mirror_assets(
                 f"{asset['dest']}: checksum mismatch: {problem}. The mirror copy is not the pinned file; {fix}."
             )
             continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(dest.name + ".part")
-        shutil.copyfile(source, tmp)
-        tmp.replace(dest)
+        copy_file(source, dest)
         print(f"copied  {asset['dest']} <- {source}")
     return problems
 
@@ -137,15 +189,24 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--mirror", default="", help="mirror folder (default: $SPANDEC_DATA_MIRROR)"
     )
     parser.add_argument(
+        "--datasets-dir",
+        default="",
+        help="folder of normalised <name>/<split>.iob.gz files (default: $SPANDEC_DATASETS_DIR)",
+    )
+    parser.add_argument(
         "--ontonotes-dir", default="", help="folder with OntoNotes {train,dev,test}.iob.gz"
     )
     parser.add_argument("--project-dir", type=Path, default=Path("."))
     args = parser.parse_args(argv)
     mirror_text = args.mirror or os.environ.get("SPANDEC_DATA_MIRROR", "")
     mirror = resolve_mirror(Path(mirror_text)) if mirror_text else None
+    datasets_text = args.datasets_dir or os.environ.get("SPANDEC_DATASETS_DIR", "")
+    datasets_dir = Path(datasets_text) if datasets_text else default_datasets_dir(mirror)
     ontonotes_text = args.ontonotes_dir or os.environ.get("SPANDEC_ONTONOTES_DIR", "")
-    ontonotes_dir = Path(ontonotes_text) if ontonotes_text else default_ontonotes_dir(mirror)
-    problems = mirror_assets(args.project_dir, args.dataset, mirror, ontonotes_dir)
+    ontonotes_dir = (
+        Path(ontonotes_text) if ontonotes_text else default_ontonotes_dir(mirror, datasets_dir)
+    )
+    problems = mirror_assets(args.project_dir, args.dataset, mirror, ontonotes_dir, datasets_dir)
     for problem in problems:
         print(f"ERROR   {problem}", file=sys.stderr)
     return 1 if problems else 0

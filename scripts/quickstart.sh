@@ -19,6 +19,9 @@ python -m pip install --quiet -e ".[encoder,benchmark]"
 if [ -z "${SPANDEC_DATA_MIRROR:-}" ] && [ -d ../shared/datasets/upstream ]; then
     export SPANDEC_DATA_MIRROR="$(cd ../shared/datasets/upstream && pwd)"
 fi
+if [ -z "${SPANDEC_DATASETS_DIR:-}" ] && [ -d ../shared/datasets ]; then
+    export SPANDEC_DATASETS_DIR="$(cd ../shared/datasets && pwd)"
+fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 python -m spacy project run assets . --vars.dataset conllpp

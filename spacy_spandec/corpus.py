@@ -22,6 +22,11 @@ RAW_DIR layout, one folder per dataset (the `project.yml` assets fill it):
     ontonotes5/  {train,dev,test}.iob.gz
     bc5cdr/      {train,devel,test}.tsv
 
+Where a raw file is missing, its normalised copy is read instead, at
+``RAW_DIR/<MANIFEST name>.iob.gz`` (e.g. ``conllpp/train.iob.gz``,
+``crossner_ai/dev.iob.gz``): so the datasets folder of the MANIFEST itself is a
+valid RAW_DIR, and the normalised files give the same docs as the raw ones.
+
 CLI (writes ``OUTPUT_DIR/{train,dev,test}.spacy``, for crossner also
 ``test_<domain>.spacy``, and ``OUTPUT_DIR/stats.json``)::
 
@@ -190,6 +195,23 @@ def dataset_splits(dataset: str, raw_dir: Path) -> Dict[str, List[Source]]:
     model selection on them is only a convergence check.
     """
     raw = Path(raw_dir)
+    return {
+        split: [_prefer_normalised(raw, s) for s in sources]
+        for split, sources in raw_splits(dataset, raw).items()
+    }
+
+
+def _prefer_normalised(raw_dir: Path, source: Source) -> Source:
+    """The raw file if it is there, else its normalised copy if that is."""
+    normalised = raw_dir / f"{source.name}.iob.gz"
+    if source.path.is_file() or not normalised.is_file():
+        return source
+    return Source(source.name, normalised, read_iob, source.label_map)
+
+
+def raw_splits(dataset: str, raw_dir: Path) -> Dict[str, List[Source]]:
+    """`dataset_splits` in the raw layout only, whether the files exist or not."""
+    raw = Path(raw_dir)
     if dataset == "conllpp":
         return {s: [Source(f"conllpp/{s}", raw / f"conllpp_{s}.txt", read_conll)] for s in SPLITS}
     if dataset == "bc5cdr":  # its dev split is named "devel"
@@ -234,7 +256,8 @@ def check_raw_files(dataset: str, raw_dir: Path) -> None:
         raise FileNotFoundError(
             f"Missing raw file(s) for {dataset} under {raw_dir}: {', '.join(missing)}. "
             "Fetch them with `spacy project run assets . --vars.dataset "
-            f"{dataset}` (the layout is described in spacy_spandec/corpus.py)."
+            f"{dataset}`, or give a folder with the normalised <name>/<split>.iob.gz "
+            "files of the dataset MANIFEST (the layout is described in spacy_spandec/corpus.py)."
         )
 
 

@@ -2,9 +2,10 @@
 
 Small hand-written raw files check the formats, entity spans, IOB1 repair,
 documents and chunks, split assembly and the CLI. When the team's data
-(`../shared/datasets`, or $SPANDEC_DATA_MIRROR) is present, the converted real
-files must reproduce the MANIFEST statistics exactly (as recorded in
-`verify.py`), and CoNLL++ must pack into the documented chunk counts.
+(`../shared/datasets`, $SPANDEC_DATA_MIRROR or $SPANDEC_DATASETS_DIR) is
+present, the converted real files (raw, else normalised) must reproduce the
+MANIFEST statistics exactly (as recorded in `verify.py`, where it is), and
+CoNLL++ must pack into the documented chunk counts.
 """
 
 import gzip
@@ -296,6 +297,64 @@ def test_crossner_paper_setting(tmp_path):
         assert (tmp_path / "out" / f"test_{domain}.spacy").exists()
 
 
+def to_normalised(text: str, doc_mark: str = "-DOCSTART-") -> str:
+    """The MANIFEST format of a raw CoNLL/TSV text: TOKEN<TAB>TAG, `# doc` marks."""
+    lines = []
+    for line in text.splitlines():
+        if line.startswith(doc_mark):
+            lines.append("# doc")
+        elif line.strip():
+            columns = line.split()
+            lines.append(f"{columns[0]}\t{columns[-1]}")
+        else:
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def test_normalised_files_stand_in_for_missing_raw_files(tmp_path):
+    """A folder in the MANIFEST layout converts to the same docs as the raw files."""
+    raw, normalised = tmp_path / "raw", tmp_path / "datasets"
+    make_crossner_raw(raw)
+    for split in ("train", "dev"):
+        write(normalised / "conllpp" / f"{split}.iob.gz", to_normalised(CONLL))
+    for domain in CROSSNER_DOMAINS:
+        for split in ("train", "dev", "test"):
+            text = (raw / domain / f"{split}.txt").read_text()
+            write(normalised / f"crossner_{domain}" / f"{split}.iob.gz", to_normalised(text))
+    sources = [s for group in dataset_splits("crossner", normalised).values() for s in group]
+    assert {s.reader for s in sources} == {read_iob}
+    assert all(s.path.name.endswith(".iob.gz") for s in sources)
+    raw_report = convert("crossner", raw, tmp_path / "from_raw")
+    normalised_report = convert("crossner", normalised, tmp_path / "from_normalised")
+    assert normalised_report["splits"] == raw_report["splits"]
+    for split in raw_report["splits"]:
+        from_raw = load(tmp_path / "from_raw" / f"{split}.spacy")
+        from_normalised = load(tmp_path / "from_normalised" / f"{split}.spacy")
+        assert [(d.text, ents(d), d.user_data) for d in from_normalised] == [
+            (d.text, ents(d), d.user_data) for d in from_raw
+        ]
+    # A raw file that is present wins over its normalised copy.
+    write(normalised / "conllpp_train.txt", CONLL)
+    (train,) = [s for s in dataset_splits("conllpp", normalised)["train"]]
+    assert train.reader is read_conll
+
+
+def test_mirror_assets_falls_back_to_the_normalised_datasets(tmp_path):
+    mirror_assets = load_script(REPO / "scripts" / "mirror_assets.py", "mirror_assets")
+    project_dir, datasets = tmp_path / "project", tmp_path / "datasets"
+    project_dir.mkdir()
+    shutil.copy(REPO / "project.yml", project_dir / "project.yml")
+    problems = mirror_assets.mirror_assets(project_dir, "bc5cdr", None, None, datasets)
+    assert len(problems) == 3 and all("SPANDEC_DATASETS_DIR" in p for p in problems)
+    for split in ("train", "dev", "test"):
+        write(datasets / "bc5cdr" / f"{split}.iob.gz", f"a{split}\tB-Chemical\nb\tO\n\n")
+    assert mirror_assets.mirror_assets(project_dir, "bc5cdr", None, None, datasets) == []
+    report = convert("bc5cdr", project_dir / "assets" / "bc5cdr", tmp_path / "out")
+    assert report["sources"]["dev"] == ["bc5cdr/dev"]
+    (dev,) = load(tmp_path / "out" / "dev.spacy")
+    assert dev.text == "adev b" and ents(dev) == [(0, 1, "Chemical")]
+
+
 def test_unknown_dataset_and_missing_files(tmp_path):
     with pytest.raises(ValueError, match="Unknown dataset"):
         dataset_splits("conll2003", tmp_path)
@@ -329,10 +388,13 @@ def find_mirror() -> Path:
 
 
 MIRROR = find_mirror()
-DATASETS_DIR = MIRROR.parent
+DATASETS_DIR = Path(os.environ.get("SPANDEC_DATASETS_DIR") or MIRROR.parent)
 needs_data = pytest.mark.skipif(
-    not (MIRROR.is_dir() and (DATASETS_DIR / "verify.py").is_file()),
-    reason=f"shared datasets not found at {MIRROR} (set SPANDEC_DATA_MIRROR)",
+    not (MIRROR.is_dir() or (DATASETS_DIR / "conllpp").is_dir()),
+    reason=f"no shared datasets at {MIRROR} or {DATASETS_DIR} (set SPANDEC_DATA_MIRROR or SPANDEC_DATASETS_DIR)",
+)
+needs_mirror = pytest.mark.skipif(
+    not MIRROR.is_dir(), reason=f"no raw-data mirror at {MIRROR} (set SPANDEC_DATA_MIRROR)"
 )
 
 
@@ -345,17 +407,21 @@ def load_script(path: Path, name: str):
 
 @pytest.fixture(scope="module")
 def expected() -> Dict[str, dict]:
+    if not (DATASETS_DIR / "verify.py").is_file():
+        pytest.skip(f"no verify.py (the MANIFEST statistics) in {DATASETS_DIR}")
     return load_script(DATASETS_DIR / "verify.py", "shared_verify").EXPECTED
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A project dir whose assets/ is filled from the mirror by scripts/mirror_assets.py."""
+    """A project dir whose assets/ is filled by scripts/mirror_assets.py, from
+    the raw mirror where there is one, else from the normalised files."""
     project_dir = tmp_path_factory.mktemp("project")
     shutil.copy(REPO / "project.yml", project_dir / "project.yml")
     mirror_assets = load_script(REPO / "scripts" / "mirror_assets.py", "mirror_assets")
     for dataset in ("conllpp", "bc5cdr", "crossner"):
-        assert mirror_assets.mirror_assets(project_dir, dataset, MIRROR, None) == []
+        mirror = MIRROR if MIRROR.is_dir() else None
+        assert mirror_assets.mirror_assets(project_dir, dataset, mirror, None, DATASETS_DIR) == []
     return project_dir
 
 
@@ -417,7 +483,7 @@ def test_real_ontonotes_test_normalised_format(expected):
     assert_matches_manifest(stats, expected["ontonotes5/test.iob.gz"])
 
 
-@needs_data
+@needs_mirror
 def test_mirror_files_match_project_checksums():
     mirror_assets = load_script(REPO / "scripts" / "mirror_assets.py", "mirror_assets")
     for asset in srsly.read_yaml(REPO / "project.yml")["assets"]:
