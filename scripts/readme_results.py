@@ -4,7 +4,8 @@ The table between the README's `<!-- results:start -->` and
 `<!-- results:end -->` markers is made here and nowhere else: test seqeval F1
 from metrics/<dataset>/<config>.json (written by `spacy evaluate`), the
 sentences-vs-documents run in results/positions/conllpp_400.json, and the
-`spacy evaluate` outputs of the default recipe in
+`spacy evaluate` outputs of the default recipe (and, for OntoNotes documents,
+of token classification) in
 results/ablations/<dataset>_400/evaluate_<model>_<split>.json, and the speed
 ratios of the side-by-side benchmark in SPEED. A missing file leaves its cell
 at "–", never a copied number.
@@ -94,26 +95,31 @@ def table(root: Path = ROOT) -> str:
                 root / ABLATIONS / f"{dataset}_400" / f"evaluate_{model}_sentences.json"
             )
         rows.append(row)
-    documents: Dict[str, Optional[float]] = {column: None for column in COLUMNS}
-    documents.update(
-        {
-            "token classification": run_f1("token_cls", "documents"),
-            "SpanDec v1": run_f1("spandec_v1", "documents"),
-            "SpanDec v2, paper loss": run_f1("spandec_v2", "documents"),
-            "**SpanDec**": _f1(
-                root / ABLATIONS / "conllpp_400" / "evaluate_spandec_documents.json"
-            ),
-        }
-    )
+    conllpp_documents: Dict[str, Optional[float]] = {
+        "token classification": run_f1("token_cls", "documents"),
+        "SpanDec v1": run_f1("spandec_v1", "documents"),
+        "SpanDec v2, paper loss": run_f1("spandec_v2", "documents"),
+        "**SpanDec**": _f1(root / ABLATIONS / "conllpp_400" / "evaluate_spandec_documents.json"),
+    }
+    ontonotes = root / ABLATIONS / "ontonotes5_400"
+    ontonotes_documents: Dict[str, Optional[float]] = {
+        "token classification": _f1(ontonotes / "evaluate_token_cls_documents.json"),
+        "**SpanDec**": _f1(ontonotes / "evaluate_spandec_documents.json"),
+    }
+    documents = {
+        "CoNLL++ whole documents, trained on sentences": conllpp_documents,
+        "OntoNotes 5 whole documents, trained on sentences": ontonotes_documents,
+    }
     lines = [
         CAPTION,
         "",
         "| benchmark | " + " | ".join(COLUMNS) + " |",
         "|---|" + "---:|" * len(COLUMNS),
     ]
-    labels: List[str] = list(DATASETS.values()) + ["CoNLL++ whole documents, trained on sentences"]
-    for label, row in zip(labels, rows + [documents]):
-        lines.append(f"| {label} | " + " | ".join(_cell(row[column]) for column in COLUMNS) + " |")
+    labelled = list(zip(DATASETS.values(), rows)) + list(documents.items())
+    for label, row in labelled:
+        cells = (_cell(row.get(column)) for column in COLUMNS)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines + ["", speed(root)])
 
 
