@@ -10,7 +10,10 @@ Each `--run NAME=KEY=VALUE[,KEY=VALUE...]` is one training run (an empty
 override list is the config as it is). Runs go `--parallel` at a time, each
 with `--threads` torch threads, so two runs share two cores without
 oversubscription; a run whose log already holds the last step is not
-retrained. Accuracy only: the machine is shared, no timings are kept.
+retrained. Runs already in OUTPUT/curves.json with the same settings (config,
+corpus, steps, seed, evaluation frequency, dev limit) are kept, so ablations
+can be added one invocation at a time. Accuracy only: the machine is shared,
+no timings are kept.
 """
 
 import argparse
@@ -153,7 +156,14 @@ def main() -> None:
         "runs": {name: {"overrides": runs[name], "dev": dev[name]} for name in runs},
     }
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "curves.json").write_text(json.dumps(result, indent=2) + "\n")
+    path = args.output / "curves.json"
+    if path.exists():
+        # Runs of an earlier invocation with the same settings stay beside the new ones.
+        earlier = json.loads(path.read_text())
+        if earlier["what"] == result["what"] and earlier["dev_limit"] == result["dev_limit"]:
+            result["commands"] = earlier.get("commands", [earlier["command"]]) + [result["command"]]
+            result["runs"] = {**earlier["runs"], **result["runs"]}
+    path.write_text(json.dumps(result, indent=2) + "\n")
     plot(result, args.output / "curves.png")
 
 
