@@ -16,7 +16,7 @@ from spacy.util import SimpleFrozenList
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 
-from .candidates import Candidates
+from .candidates import Candidates, near_gold
 from .layers.spandec_model import (
     SampledDocs,
     SpanDecoderLoadError,
@@ -63,6 +63,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "sf_loss_weight": 1.0,
     "negative_weight": 0.3,
     "negative_sampling": False,
+    "keep_near_negatives": False,
     "write_ents": True,
     "overwrite_ents": True,
     "inference_dtype": "float32",
@@ -89,6 +90,7 @@ def make_spandec_ner(
     sf_loss_weight: float,
     negative_weight: float,
     negative_sampling: bool,
+    keep_near_negatives: bool,
     write_ents: bool,
     overwrite_ents: bool,
     inference_dtype: str,
@@ -124,6 +126,10 @@ def make_spandec_ner(
         probability negative_weight (weight 1) rather than every O span with
         weight negative_weight: the same loss in expectation, with the span
         decoder run on about a third of the candidates (98% of them are O).
+    keep_near_negatives (bool): with negative_sampling, always decode the O
+        spans that overlap or touch a gold span (weight negative_weight, as
+        without sampling) and sample only the far ones: the boundary errors the
+        model must learn to avoid are never left out of a step.
     write_ents (bool): also write a flat, greedy-by-score selection to doc.ents.
     overwrite_ents (bool): replace existing doc.ents rather than keep them.
     inference_dtype (str): "float32", or "int8" / "bfloat16" to predict with
@@ -145,6 +151,7 @@ def make_spandec_ner(
         sf_loss_weight=sf_loss_weight,
         negative_weight=negative_weight,
         negative_sampling=negative_sampling,
+        keep_near_negatives=keep_near_negatives,
         write_ents=write_ents,
         overwrite_ents=overwrite_ents,
         inference_dtype=inference_dtype,
@@ -214,6 +221,7 @@ class SpanDecNER(TrainablePipe):
         sf_loss_weight: float = DEFAULT_CONFIG["sf_loss_weight"],
         negative_weight: float = DEFAULT_CONFIG["negative_weight"],
         negative_sampling: bool = DEFAULT_CONFIG["negative_sampling"],
+        keep_near_negatives: bool = DEFAULT_CONFIG["keep_near_negatives"],
         write_ents: bool = DEFAULT_CONFIG["write_ents"],
         overwrite_ents: bool = DEFAULT_CONFIG["overwrite_ents"],
         inference_dtype: str = DEFAULT_CONFIG["inference_dtype"],
@@ -238,6 +246,12 @@ class SpanDecNER(TrainablePipe):
                 f"negative_sampling keeps each O span with probability negative_weight, "
                 f"which must then be <= 1, got {negative_weight}."
             )
+        if keep_near_negatives and not negative_sampling:
+            raise ValueError(
+                "keep_near_negatives only chooses which O spans negative_sampling "
+                "leaves out; without sampling every O span is decoded already. Set "
+                "negative_sampling = true, or keep_near_negatives = false."
+            )
         if not spans_key:
             raise ValueError("spans_key must be a non-empty string.")
         if sf_threshold > 0 and not model.attrs.get("span_filter", False):
@@ -254,6 +268,7 @@ class SpanDecNER(TrainablePipe):
         self.sf_loss_weight = sf_loss_weight
         self.negative_weight = float(negative_weight)
         self.negative_sampling = bool(negative_sampling)
+        self.keep_near_negatives = bool(keep_near_negatives)
         self.write_ents = write_ents
         self.overwrite_ents = overwrite_ents
         self.scorer = scorer
@@ -603,7 +618,7 @@ class SpanDecNER(TrainablePipe):
         docs: List[Doc] = [eg.predicted for eg in examples]
         dense, tokens = self._gold_table(examples)
         if self.negative_sampling:
-            docs = SampledDocs(docs, self._sample_negatives(dense))
+            docs = SampledDocs(docs, self._sample_negatives(dense, tokens))
         output, backprop = self.model.begin_update(docs)
         loss, gradients = self._loss(output, dense, tokens)
         backprop(gradients)
@@ -639,8 +654,17 @@ class SpanDecNER(TrainablePipe):
         if n_spans:
             log_probs = softmax(logits, log=True)
             rows = numpy.arange(n_spans)
-            # Sampled O spans stand for the others: they count in full.
-            o_weight = 1.0 if output.sampled else self.negative_weight
+            # Sampled O spans stand for the others: they count in full. O spans
+            # kept for being near a gold span were not sampled: they keep
+            # negative_weight, so the loss has the full recipe's expectation.
+            o_weight: Any = self.negative_weight
+            if output.sampled:
+                o_weight = 1.0
+                if self.keep_near_negatives:
+                    near = near_gold(
+                        token_targets, output.lengths, output.doc_ids, output.starts, output.ends
+                    )
+                    o_weight = numpy.where(near, self.negative_weight, 1.0)
             weights = numpy.where(span_targets == 0, o_weight, 1.0).astype(logits.dtype)
             weights /= weights.sum()
             loss += float(-(weights * log_probs[rows, span_targets]).sum())
@@ -696,16 +720,22 @@ class SpanDecNER(TrainablePipe):
         return dense, tokens
 
     def _sample_negatives(
-        self, dense: numpy.ndarray
+        self, dense: numpy.ndarray, tokens: numpy.ndarray
     ) -> Callable[[Candidates, numpy.ndarray], numpy.ndarray]:
-        """The rule that keeps every gold span of the batch (`dense`: its
-        `_gold_table`) and each O span with probability negative_weight
-        (numpy's global generator, which `spacy train` seeds)."""
+        """The rule that keeps every gold span of the batch (`dense`, `tokens`:
+        its `_gold_table`), with keep_near_negatives every O span that
+        overlaps or touches one, and each other O span with probability
+        negative_weight (numpy's global generator, which `spacy train` seeds)."""
         rate = self.negative_weight
+        near_too = self.keep_near_negatives
 
         def keep(cands: Candidates, offsets: numpy.ndarray) -> numpy.ndarray:
             gold = _span_classes(dense, offsets, cands.doc_ids, cands.starts, cands.ends) != 0
-            return gold | (numpy.random.random(len(cands)) < rate)
+            kept = gold | (numpy.random.random(len(cands)) < rate)
+            if near_too:
+                lengths = numpy.diff(numpy.append(offsets, tokens.shape[0]))
+                kept |= near_gold(tokens, lengths, cands.doc_ids, cands.starts, cands.ends)
+            return kept
 
         return keep
 

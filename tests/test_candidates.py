@@ -10,6 +10,7 @@ from spacy_spandec.candidates import (
     count_candidates,
     enumerate_candidates,
     max_window_length,
+    near_gold,
 )
 from spacy_spandec.tags import bio_to_spans, spans_to_bio
 
@@ -67,6 +68,31 @@ def test_enumeration_empty_docs():
 def test_enumeration_rejects_bad_max_len():
     with pytest.raises(ValueError, match="max_span_length"):
         enumerate_candidates([3], 0)
+
+
+def test_near_gold_matches_the_definition():
+    """A span is near gold iff it overlaps a gold span or starts where one ends
+    or ends where one starts, inside its own doc (never across docs)."""
+    rng = random.Random(0)
+    for _ in range(50):
+        lengths = [rng.randint(0, 12) for _ in range(rng.randint(1, 4))]
+        gold = []
+        for doc_id, length in enumerate(lengths):
+            for _ in range(rng.randint(0, 2)):
+                if length:
+                    start = rng.randrange(length)
+                    gold.append((doc_id, start, rng.randint(start + 1, length)))
+        offsets = numpy.concatenate([[0], numpy.cumsum(lengths)[:-1]]).astype(int)
+        tokens = numpy.zeros(sum(lengths), dtype="float32")
+        for doc_id, start, end in gold:
+            tokens[offsets[doc_id] + start : offsets[doc_id] + end] = 1.0
+        cands = enumerate_candidates(lengths, 4)
+        near = near_gold(tokens, numpy.array(lengths), cands.doc_ids, cands.starts, cands.ends)
+        expected = [
+            any(d == doc_id and start <= g_end and end >= g_start for d, g_start, g_end in gold)
+            for doc_id, start, end in zip(cands.doc_ids, cands.starts, cands.ends)
+        ]
+        assert near.tolist() == expected
 
 
 @pytest.mark.parametrize(

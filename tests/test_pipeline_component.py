@@ -690,7 +690,7 @@ def test_negative_sampling_decodes_every_gold_span_and_a_share_of_the_o_spans():
     full = ner.model.predict(docs)
     fix_random_seed(0)
     output, _ = ner.model.begin_update(
-        SampledDocs(docs, ner._sample_negatives(ner._gold_table(examples)[0]))
+        SampledDocs(docs, ner._sample_negatives(*ner._gold_table(examples)))
     )
     assert output.sampled and not full.sampled
     assert list(output.n_candidates) == list(full.n_candidates)
@@ -717,6 +717,78 @@ def test_negative_sampling_learns():
     losses = train(nlp, examples, n_updates=80)
     assert losses[-1] < losses[0] / 5
     assert nlp.evaluate(examples)["ents_f"] == 1.0
+
+
+def test_keep_near_negatives_decodes_every_o_span_near_a_gold_span():
+    """keep_near_negatives decodes every gold span and every O span that
+    overlaps or touches one (weight negative_weight), and samples the far O
+    spans (weight 1); with a rate of 1 it is the full loss exactly."""
+    nlp = make_cnn_nlp(
+        negative_sampling=True, keep_near_negatives=True, negative_weight=0.3, sf_loss_weight=0.0
+    )
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("spandec_ner")
+    docs = [eg.predicted for eg in examples]
+    full = ner.model.predict(docs)
+    gold = {(i, ent.start, ent.end) for i, eg in enumerate(examples) for ent in eg.reference.ents}
+
+    def near(i, start, end):
+        return any(j == i and start <= e and end >= s for j, s, e in gold)
+
+    all_near = {
+        (int(i), int(s), int(e))
+        for i, s, e in zip(full.doc_ids, full.starts, full.ends)
+        if near(i, s, e)
+    }
+    assert 0 < len(gold) < len(all_near) < len(full.starts)
+    fix_random_seed(0)
+    output, _ = ner.model.begin_update(
+        SampledDocs(docs, ner._sample_negatives(*ner._gold_table(examples)))
+    )
+    decoded = {
+        (int(i), int(s), int(e)) for i, s, e in zip(output.doc_ids, output.starts, output.ends)
+    }
+    assert all_near <= decoded
+    far_o = len(full.starts) - len(all_near)
+    far_kept = (len(decoded) - len(all_near)) / far_o
+    assert 0.15 < far_kept < 0.45, far_kept
+    targets, _ = ner._targets(examples, output)
+    is_near = numpy.array(
+        [near(i, s, e) for i, s, e in zip(output.doc_ids, output.starts, output.ends)]
+    )
+    weights = numpy.where(targets == 0, numpy.where(is_near, 0.3, 1.0), 1.0)
+    loss, (d_logits, _) = ner.get_loss(examples, output)
+    log_probs = torch.log_softmax(torch.tensor(numpy.asarray(output.logits)), dim=1).numpy()
+    expected = -(weights * log_probs[numpy.arange(len(targets)), targets]).sum() / weights.sum()
+    assert loss == pytest.approx(float(expected), rel=1e-5)
+    # At rate 1 every span is decoded with the full recipe's weights.
+    every = make_cnn_nlp(negative_sampling=True, keep_near_negatives=True, negative_weight=1.0)
+    every.initialize(lambda: examples)
+    ner = every.get_pipe("spandec_ner")
+    fix_random_seed(0)
+    sampled, _ = ner.model.begin_update(
+        SampledDocs(docs, ner._sample_negatives(*ner._gold_table(examples)))
+    )
+    fix_random_seed(0)
+    plain, _ = ner.model.begin_update(docs)
+    assert len(sampled.starts) == len(plain.starts)
+    assert ner.get_loss(examples, sampled)[0] == pytest.approx(
+        ner.get_loss(examples, plain)[0], rel=1e-5
+    )
+
+
+def test_keep_near_negatives_learns():
+    nlp = make_cnn_nlp(negative_sampling=True, keep_near_negatives=True)
+    examples = make_examples(nlp)
+    losses = train(nlp, examples, n_updates=80)
+    assert losses[-1] < losses[0] / 5
+    assert nlp.evaluate(examples)["ents_f"] == 1.0
+
+
+def test_keep_near_negatives_needs_negative_sampling():
+    with pytest.raises(ValueError, match="negative_sampling = true"):
+        make_cnn_nlp(keep_near_negatives=True)
 
 
 def test_negative_sampling_needs_a_rate():

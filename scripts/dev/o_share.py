@@ -1,6 +1,7 @@
 """How many candidate spans are O: the candidates of up to MAX tokens of
 each benchmark's train set against its gold entities (why the span loss
-weights O spans down; see results/README.md).
+weights O spans down; see results/README.md), and how many are O spans that
+overlap or touch a gold entity (what `keep_near_negatives` always decodes).
 
     python scripts/dev/o_share.py --output results/ablations/o_share.json
 """
@@ -14,10 +15,27 @@ from pathlib import Path
 import spacy
 from spacy.tokens import DocBin
 
-from spacy_spandec.candidates import count_candidates
+import numpy
+
+from spacy_spandec.candidates import count_candidates, enumerate_candidates, near_gold
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from run_info import machine  # noqa: E402  (scripts/)
+
+
+def near_o_spans(doc, max_span_length: int) -> int:
+    """The O candidates of `doc` that overlap or touch one of its entities."""
+    cands = enumerate_candidates([len(doc)], max_span_length)
+    tokens = numpy.zeros(len(doc), dtype="float32")
+    gold = set()
+    for ent in doc.ents:
+        tokens[ent.start : ent.end] = 1.0
+        gold.add((ent.start, ent.end))
+    near = near_gold(tokens, numpy.array([len(doc)]), cands.doc_ids, cands.starts, cands.ends)
+    is_gold = numpy.array(
+        [(s, e) in gold for s, e in zip(cands.starts.tolist(), cands.ends.tolist())], dtype=bool
+    )
+    return int((near & ~is_gold).sum())
 
 
 def main() -> None:
@@ -34,10 +52,12 @@ def main() -> None:
         docs = list(DocBin().from_disk(Path("corpus") / dataset / "train.spacy").get_docs(vocab))
         candidates = sum(count_candidates(len(doc), args.max_span_length) for doc in docs)
         entities = sum(1 for doc in docs for ent in doc.ents if len(ent) <= args.max_span_length)
+        near = sum(near_o_spans(doc, args.max_span_length) for doc in docs)
         rows[dataset] = {
             "candidates": candidates,
             "gold_entities": entities,
             "o_share": round(1 - entities / candidates, 4),
+            "near_o_share": round(near / candidates, 4),
         }
     result = {
         "date": time.strftime("%Y-%m-%d"),
