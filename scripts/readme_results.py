@@ -6,7 +6,9 @@ from metrics/<dataset>/<config>.json (written by `spacy evaluate`), the
 sentences-vs-documents run in results/positions/conllpp_400.json, and the
 `spacy evaluate` outputs of the default recipe (and, for OntoNotes documents,
 of token classification) in
-results/ablations/<dataset>_400/evaluate_<model>_<split>.json, and the speed
+results/ablations/<dataset>_400/evaluate_<model>_<split>.json, the models of
+the converge budget in metrics/<dataset>_converge/<config>.json (a row per
+benchmark once one of them is evaluated), and the speed
 ratios of the side-by-side benchmark in SPEED. A missing file leaves its cell
 at "–", never a copied number.
 
@@ -47,6 +49,18 @@ METRICS_FILES = {
     "SpanDec v1": "spandec",
     "SF-SpanDec v1": "sf_spandec",
 }
+CONVERGED = {"conllpp": "CoNLL++ sentences, converged", "bc5cdr": "BC5CDR, converged"}
+CONVERGED_FILES = {
+    "spaCy `ner`": "spacy_ner",
+    "token classification": "token_cls",
+    "**SpanDec**": "spandec",
+    "**SF-SpanDec**": "sf_spandec",
+}  # metrics/<dataset>_converge/: the default configs, trained to convergence
+CONVERGED_CAPTION = (
+    'The "converged" rows train until dev F1 rises by less than 0.2 over two epochs, at most 10 '
+    "epochs (`--budget converge`, metrics/<dataset>_converge/); curves: "
+    "[results/convergence](results/convergence/)."
+)
 POSITIONS = Path("results/positions/conllpp_400.json")
 ABLATIONS = Path("results/ablations")  # <dataset>_400/evaluate_<model>_<split>.json
 SPEED = Path("results/benchmark/conllpp/benchmark.json")  # the v1 models beside the baselines
@@ -116,7 +130,18 @@ def table(root: Path = ROOT) -> str:
         "| benchmark | " + " | ".join(COLUMNS) + " |",
         "|---|" + "---:|" * len(COLUMNS),
     ]
+    converged = {}
+    for dataset, label in CONVERGED.items():
+        row = {
+            column: _f1(root / "metrics" / f"{dataset}_converge" / f"{name}.json")
+            for column, name in CONVERGED_FILES.items()
+        }
+        if any(value is not None for value in row.values()):
+            converged[label] = row
+    if converged:
+        lines[0] += " " + CONVERGED_CAPTION
     labelled = list(zip(DATASETS.values(), rows)) + list(documents.items())
+    labelled += list(converged.items())
     for label, row in labelled:
         cells = (_cell(row.get(column)) for column in COLUMNS)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")

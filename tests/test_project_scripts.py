@@ -393,6 +393,20 @@ def test_readme_results_table_reads_the_files_and_leaves_missing_cells_empty(tmp
     assert rows["BC5CDR"] == "| BC5CDR | – | 81.2 | – | – | – | – | – |"
     assert rows["CoNLL++ sentences"] == "| CoNLL++ sentences | – | – | – | – | – | – | – |"
     assert rows["CoNLL++ whole documents, trained on sentences"].endswith("| – | 80.0 | – |")
+    assert "BC5CDR, converged" not in rows and "converged" not in block
+    (tmp_path / "metrics" / "bc5cdr_converge").mkdir(parents=True)
+    (tmp_path / "metrics" / "bc5cdr_converge" / "sf_spandec.json").write_text(
+        json.dumps({"seqeval_f": 0.8512})
+    )
+    block = readme_results.table(tmp_path)
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line
+        for line in block.splitlines()
+        if line.startswith("| ")
+    }
+    assert rows["BC5CDR, converged"] == "| BC5CDR, converged | – | – | – | – | – | – | 85.1 |"
+    assert "CoNLL++ sentences, converged" not in rows
+    assert "--budget converge" in block.splitlines()[0]
     readme = "intro\n<!-- results:start -->\nold\n<!-- results:end -->\nrest\n"
     assert (
         readme_results.render(readme, "new")
