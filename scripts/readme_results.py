@@ -81,6 +81,11 @@ def _f1(path: Path) -> Optional[float]:
     return json.loads(path.read_text())["seqeval_f"] * 100 if path.exists() else None
 
 
+def _metrics_row(folder: Path, files: Dict[str, str]) -> Dict[str, Optional[float]]:
+    """Test F1 of each column from `folder`/<config>.json, None where missing."""
+    return {column: _f1(folder / f"{name}.json") for column, name in files.items()}
+
+
 def _cell(value: Optional[float]) -> str:
     return "–" if value is None else f"{value:.1f}"
 
@@ -97,10 +102,7 @@ def table(root: Path = ROOT) -> str:
 
     rows: List[Dict[str, Optional[float]]] = []
     for dataset in DATASETS:
-        row: Dict[str, Optional[float]] = {
-            column: _f1(root / "metrics" / dataset / f"{name}.json")
-            for column, name in METRICS_FILES.items()
-        }
+        row = _metrics_row(root / "metrics" / dataset, METRICS_FILES)
         row["SpanDec v2, paper loss"] = (
             run_f1("spandec_v2", "sentences") if dataset == "conllpp" else None
         )
@@ -132,10 +134,7 @@ def table(root: Path = ROOT) -> str:
     ]
     converged = {}
     for dataset, label in CONVERGED.items():
-        row = {
-            column: _f1(root / "metrics" / f"{dataset}_converge" / f"{name}.json")
-            for column, name in CONVERGED_FILES.items()
-        }
+        row = _metrics_row(root / "metrics" / f"{dataset}_converge", CONVERGED_FILES)
         if any(value is not None for value in row.values()):
             converged[label] = row
     if converged:

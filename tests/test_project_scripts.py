@@ -369,27 +369,27 @@ def test_project_docs_are_generated_from_project_yml(tmp_path):
     )
 
 
+def table_rows(root: Path):
+    """readme_results' block for `root`, and its table rows by their first cell."""
+    block = readme_results.table(root)
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line
+        for line in block.splitlines()
+        if line.startswith("| ")
+    }
+    return block, rows
+
+
 def test_readme_results_table_reads_the_files_and_leaves_missing_cells_empty(tmp_path):
     (tmp_path / "metrics" / "bc5cdr").mkdir(parents=True)
     (tmp_path / "metrics" / "bc5cdr" / "token_cls.json").write_text(
         json.dumps({"seqeval_f": 0.81234})
     )
-    block = readme_results.table(tmp_path)
-    rows = {
-        line.split(" | ")[0].lstrip("| "): line
-        for line in block.splitlines()
-        if line.startswith("| ")
-    }
     (tmp_path / "results" / "ablations" / "conllpp_400").mkdir(parents=True)
     (
         tmp_path / "results" / "ablations" / "conllpp_400" / "evaluate_spandec_documents.json"
     ).write_text(json.dumps({"seqeval_f": 0.8}))
-    block = readme_results.table(tmp_path)
-    rows = {
-        line.split(" | ")[0].lstrip("| "): line
-        for line in block.splitlines()
-        if line.startswith("| ")
-    }
+    block, rows = table_rows(tmp_path)
     assert rows["BC5CDR"] == "| BC5CDR | – | 81.2 | – | – | – | – | – |"
     assert rows["CoNLL++ sentences"] == "| CoNLL++ sentences | – | – | – | – | – | – | – |"
     assert rows["CoNLL++ whole documents, trained on sentences"].endswith("| – | 80.0 | – |")
@@ -398,12 +398,7 @@ def test_readme_results_table_reads_the_files_and_leaves_missing_cells_empty(tmp
     (tmp_path / "metrics" / "bc5cdr_converge" / "sf_spandec.json").write_text(
         json.dumps({"seqeval_f": 0.8512})
     )
-    block = readme_results.table(tmp_path)
-    rows = {
-        line.split(" | ")[0].lstrip("| "): line
-        for line in block.splitlines()
-        if line.startswith("| ")
-    }
+    block, rows = table_rows(tmp_path)
     assert rows["BC5CDR, converged"] == "| BC5CDR, converged | – | – | – | – | – | – | 85.1 |"
     assert "CoNLL++ sentences, converged" not in rows
     assert "--budget converge" in block.splitlines()[0]
