@@ -324,6 +324,7 @@ def train(
             }
             if step % eval_frequency == 0 or last or at_epoch_end:
                 score, other_scores = evaluate()
+                score = float(score)
                 results.append((score, step))
                 is_best = score == max(r[0] for r in results)
                 info.update(score=score, other_scores=other_scores, checkpoints=results)
@@ -338,7 +339,8 @@ def train(
                     "seconds": round(time.perf_counter() - began, 2),
                     "train_seconds": round(train_seconds, 2),
                     "score": score,
-                    "losses": dict(losses),
+                    # spaCy's parser-based ner reports numpy floats.
+                    "losses": {name: float(value) for name, value in losses.items()},
                     "scores": {
                         k: v for k, v in other_scores.items() if isinstance(v, (int, float))
                     },

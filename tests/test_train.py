@@ -168,6 +168,33 @@ def test_batches_from_a_step_are_those_of_a_run_from_the_start():
         )
 
 
+def test_spacy_ner_baseline_trains_and_records_its_curve(setup):
+    """The converge budget trains spaCy's own `ner` the same way; its parser
+    reports numpy losses, which the curve and the checkpoint must take."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("ner")
+    config = nlp.config.copy()
+    config["paths"].update(
+        train=str(setup["root"] / "train.spacy"), dev=str(setup["root"] / "dev.spacy")
+    )
+    config["corpora"] = {
+        "train": {"@readers": "spacy.Corpus.v1", "path": "${paths.train}"},
+        "dev": {"@readers": "spacy.Corpus.v1", "path": "${paths.dev}"},
+    }
+    config["training"].update(max_steps=20, eval_frequency=10, seed=0)
+    path = setup["root"] / "ner.cfg"
+    config.to_disk(path)
+    out = setup["root"] / "ner"
+    _train({"config": path}, out)
+    curve = _curve(out)
+    assert [r["step"] for r in curve] == [0, 10, 20]
+    assert all(isinstance(r["losses"]["ner"], float) for r in curve)
+    assert _loss(curve[2]) < _loss(curve[1])
+    assert curve[2]["score"] > curve[0]["score"]
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 20 and state["finished"] == "max_steps"
+
+
 def test_convergence_rule():
     assert not converged([0.5, 0.7], min_gain=0.002, window=2)
     assert not converged([0.5, 0.7, 0.8], min_gain=0.002, window=2)
