@@ -62,8 +62,8 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "temperature": 1.0,
     "sf_loss_weight": 1.0,
     "negative_weight": 0.3,
-    "negative_sampling": False,
-    "keep_near_negatives": False,
+    "negative_sampling": True,
+    "keep_near_negatives": True,
     "write_ents": True,
     "overwrite_ents": True,
     "inference_dtype": "float32",
@@ -122,14 +122,16 @@ def make_spandec_ner(
         the rare entity spans (about 2% of the candidates) count for more (spaCy's
         spancat has the same setting). 0.3 learns faster than the paper's
         plain mean (1.0) and needs no O offset at decoding: results/ablations/.
-    negative_sampling (bool): in training, decode each O span with
-        probability negative_weight (weight 1) rather than every O span with
-        weight negative_weight: the same loss in expectation, with the span
-        decoder run on about a third of the candidates (98% of them are O).
+    negative_sampling (bool): in training, decode each far O span (see
+        keep_near_negatives) with probability negative_weight (weight 1)
+        rather than every O span with weight negative_weight: the same loss in
+        expectation, with the span decoder run on fewer candidates (98% of them
+        are O). False decodes every candidate, the paper's loss.
     keep_near_negatives (bool): with negative_sampling, always decode the O
         spans that overlap or touch a gold span (weight negative_weight, as
         without sampling) and sample only the far ones: the boundary errors the
-        model must learn to avoid are never left out of a step.
+        model must learn to avoid are never left out of a step. False samples
+        every O span alike; ignored without negative_sampling.
     write_ents (bool): also write a flat, greedy-by-score selection to doc.ents.
     overwrite_ents (bool): replace existing doc.ents rather than keep them.
     inference_dtype (str): "float32", or "int8" / "bfloat16" to predict with
@@ -244,13 +246,8 @@ class SpanDecNER(TrainablePipe):
         if negative_sampling and negative_weight > 1:
             raise ValueError(
                 f"negative_sampling keeps each O span with probability negative_weight, "
-                f"which must then be <= 1, got {negative_weight}."
-            )
-        if keep_near_negatives and not negative_sampling:
-            raise ValueError(
-                "keep_near_negatives only chooses which O spans negative_sampling "
-                "leaves out; without sampling every O span is decoded already. Set "
-                "negative_sampling = true, or keep_near_negatives = false."
+                f"which must then be <= 1, got {negative_weight}. Set negative_sampling "
+                "= false to decode every O span with a weight above 1."
             )
         if not spans_key:
             raise ValueError("spans_key must be a non-empty string.")

@@ -682,7 +682,9 @@ def test_negative_sampling_decodes_every_gold_span_and_a_share_of_the_o_spans():
     """In training, negative_sampling decodes every gold span and each O span
     with probability negative_weight, and the sampled O spans count in full:
     the loss is the plain cross-entropy over the decoded spans."""
-    nlp = make_cnn_nlp(negative_sampling=True, negative_weight=0.3, sf_loss_weight=0.0)
+    nlp = make_cnn_nlp(
+        negative_sampling=True, keep_near_negatives=False, negative_weight=0.3, sf_loss_weight=0.0
+    )
     examples = make_examples(nlp)
     nlp.initialize(lambda: examples)
     ner = nlp.get_pipe("spandec_ner")
@@ -712,7 +714,7 @@ def test_negative_sampling_decodes_every_gold_span_and_a_share_of_the_o_spans():
 
 
 def test_negative_sampling_learns():
-    nlp = make_cnn_nlp(negative_sampling=True)
+    nlp = make_cnn_nlp(negative_sampling=True, keep_near_negatives=False)
     examples = make_examples(nlp)
     losses = train(nlp, examples, n_updates=80)
     assert losses[-1] < losses[0] / 5
@@ -786,9 +788,20 @@ def test_keep_near_negatives_learns():
     assert nlp.evaluate(examples)["ents_f"] == 1.0
 
 
-def test_keep_near_negatives_needs_negative_sampling():
-    with pytest.raises(ValueError, match="negative_sampling = true"):
-        make_cnn_nlp(keep_near_negatives=True)
+def test_default_samples_far_negatives_and_one_setting_restores_the_full_loss():
+    """The shipped recipe samples the far O spans; negative_sampling = false
+    alone (keep_near_negatives stays at its default) decodes every candidate
+    with the O weight, the paper's loss up to that weight."""
+    default = make_cnn_nlp().get_pipe("spandec_ner")
+    assert default.negative_sampling and default.keep_near_negatives
+    nlp = make_cnn_nlp(model={"dropout": 0.0}, negative_sampling=False, sf_loss_weight=0.0)
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("spandec_ner")
+    full = ner.model.predict([eg.predicted for eg in examples])
+    expected = ner.get_loss(examples, full)[0]
+    losses = nlp.update(examples, drop=0.0)
+    assert losses["spandec_ner"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_negative_sampling_needs_a_rate():
