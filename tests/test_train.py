@@ -26,6 +26,17 @@ def _loss(record: dict) -> float:
     return sum(record["losses"].values())
 
 
+def _on_corpus(nlp, root: Path):
+    """`nlp`'s training config reading train.spacy and dev.spacy from `root`."""
+    config = nlp.config.copy()
+    config["paths"].update(train=str(root / "train.spacy"), dev=str(root / "dev.spacy"))
+    config["corpora"] = {
+        "train": {"@readers": "spacy.Corpus.v1", "path": "${paths.train}"},
+        "dev": {"@readers": "spacy.Corpus.v1", "path": "${paths.dev}"},
+    }
+    return config
+
+
 @pytest.fixture(scope="module")
 def setup(tiny_bert_dir, tmp_path_factory) -> dict:
     """A training config for the tiny-BERT pipeline and its corpus on disk."""
@@ -34,12 +45,7 @@ def setup(tiny_bert_dir, tmp_path_factory) -> dict:
     examples = make_examples(nlp)
     for name, part in (("train", examples), ("dev", examples[: len(examples) // 2])):
         DocBin(docs=[eg.reference for eg in part]).to_disk(root / f"{name}.spacy")
-    config = nlp.config.copy()
-    config["paths"].update(train=str(root / "train.spacy"), dev=str(root / "dev.spacy"))
-    config["corpora"] = {
-        "train": {"@readers": "spacy.Corpus.v1", "path": "${paths.train}"},
-        "dev": {"@readers": "spacy.Corpus.v1", "path": "${paths.dev}"},
-    }
+    config = _on_corpus(nlp, root)
     config["training"].update(
         max_steps=STEPS,
         eval_frequency=3,
@@ -173,14 +179,7 @@ def test_spacy_ner_baseline_trains_and_records_its_curve(setup):
     reports numpy losses, which the curve and the checkpoint must take."""
     nlp = spacy.blank("en")
     nlp.add_pipe("ner")
-    config = nlp.config.copy()
-    config["paths"].update(
-        train=str(setup["root"] / "train.spacy"), dev=str(setup["root"] / "dev.spacy")
-    )
-    config["corpora"] = {
-        "train": {"@readers": "spacy.Corpus.v1", "path": "${paths.train}"},
-        "dev": {"@readers": "spacy.Corpus.v1", "path": "${paths.dev}"},
-    }
+    config = _on_corpus(nlp, setup["root"])
     config["training"].update(max_steps=20, eval_frequency=10, seed=0)
     path = setup["root"] / "ner.cfg"
     config.to_disk(path)
