@@ -9,7 +9,9 @@ evaluation, written by `python -m spacy_spandec train`), the checkpoint state
 (finished or not, and why) and metrics/<dataset>_converge/<config>.json (test
 scores from `spacy evaluate`, when they exist). training/ is not committed, so
 the JSON written here is the record: it copies every point of every curve.
-A model still training is collected as far as it got.
+A model still training is collected as far as it got; a model with no curve
+under training/ (a fresh checkout) is kept as the previous curves.json
+recorded it, with the date it was collected.
 """
 
 import argparse
@@ -95,6 +97,17 @@ def collect(dataset: str, root: Path = PROJECT_DIR) -> Dict[str, Any]:
     }
 
 
+def keep_previous(result: Dict[str, Any], previous: Dict[str, Any]) -> Dict[str, Any]:
+    """`result` plus the models of `previous` (an earlier curves.json) that have
+    no curve under training/ now, each marked with when it was collected."""
+    models = dict(result["models"])
+    for config, model in previous.get("models", {}).items():
+        if config not in models:
+            models[config] = {"collected": previous["collected"], **model}
+    ordered = {c: models[c] for c in TRAINED if c in models}
+    return {**result, "models": ordered}
+
+
 def plot(result: Dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -133,6 +146,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     output = args.output or PROJECT_DIR / "results" / "convergence" / args.dataset
     result = collect(args.dataset)
+    if (output / "curves.json").exists():
+        result = keep_previous(result, json.loads((output / "curves.json").read_text()))
     if not result["models"]:
         print(
             f"No curves under training/{args.dataset}_converge/: run `spacy project run all --vars.budget converge` first."
@@ -144,9 +159,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     for config, model in result["models"].items():
         test = model["test"] or {}
         tested = f"  test seqeval {100 * test['seqeval_f']:.2f}" if "seqeval_f" in test else ""
+        kept = f"  (kept from {model['collected']})" if "collected" in model else ""
         print(
             f"{config:10} steps {model['steps']:5}  finished: {model['finished'] or 'no'}  "
-            f"best dev {100 * (model['best_dev']['ents_f'] or 0):.2f}{tested}"
+            f"best dev {100 * (model['best_dev']['ents_f'] or 0):.2f}{tested}{kept}"
         )
     print(f"wrote {output}/curves.json and curves.png")
     return 0

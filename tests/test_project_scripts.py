@@ -472,6 +472,27 @@ def test_convergence_curves_copy_every_point_and_report_words_per_second(tmp_pat
     assert model["test_sf_spandec"]["spans_spandec_kept_fraction"] == 0.05
 
 
+def test_convergence_curves_keep_a_model_whose_training_folder_is_gone():
+    """A fresh checkout has no training/: the committed record of a model is
+    kept, a model trained again replaces its old record."""
+    fresh = {"collected": "2026-12-07", "models": {"spacy_ner": {"steps": 300, "curve": [1]}}}
+    previous = {
+        "collected": "2026-12-06",
+        "models": {
+            "spacy_ner": {"steps": 497, "curve": [0]},
+            "spandec": {"steps": 857, "finished": "converged after epoch 5", "curve": [2]},
+            "token_cls": {"steps": 1286, "curve": [3]},
+        },
+    }
+    result = convergence_curves.keep_previous(fresh, previous)
+    assert list(result["models"]) == ["spacy_ner", "token_cls", "spandec"]
+    assert result["models"]["spacy_ner"] == {"steps": 300, "curve": [1]}
+    assert result["models"]["spandec"]["collected"] == "2026-12-06"
+    assert result["models"]["token_cls"]["steps"] == 1286
+    again = convergence_curves.keep_previous({**fresh, "collected": "2026-12-08"}, result)
+    assert again["models"]["spandec"]["collected"] == "2026-12-06"  # not re-dated
+
+
 def test_decoding_report_reads_the_calibrate_and_evaluate_outputs(tmp_path):
     folder = tmp_path / "results" / "ablations" / "bc5cdr_400"
     folder.mkdir(parents=True)
