@@ -5,17 +5,18 @@ config after the other.
 Each config is initialised from configs/<name>.cfg on the train set, warmed up,
 then timed over --steps updates of the same --batch-size train sentences
 (`nlp.update` with the config's optimizer and dropout, as `spacy train` does).
-Forward hooks on the torch modules time the encoder's and the span decoder's
-forward passes, so the rest of a step (backward, optimizer, spaCy's own
-layers) is what is left. Run it on a quiet machine.
+The encoder's and the span decoder's forward and backward passes are timed
+apart (`ShimTimer`), so the rest of a step (optimizer, spaCy's own layers)
+is what is left; `--ops N` adds the N operators that cost most inside each
+of those passes, from torch.profiler. Run it on a quiet machine.
 
     python scripts/dev/profile_train_step.py --train corpus/conllpp/train.spacy \
-        [--configs token_cls spacy_ner spandec] [--steps 20] [--repeats 3] [--output results/profile/train_step.json]
+        [--configs token_cls spacy_ner spandec] [--steps 20] [--repeats 3] [--ops 12] [--output results/profile/train_step.json]
 
 A config may carry overrides, e.g. `spandec:components.spandec_ner.negative_sampling=true`.
 Each config runs in a fresh process; with `--repeats R` the configs run R
 rounds, every other round in reverse order, and the report gives the median
-seconds per step (the middle run's forward split) and every run's value: the
+seconds per step (the middle run's split by pass and its ops) and every run's value: the
 2-core machine varies by tens of percent from one run to the next.
 """
 
@@ -26,38 +27,85 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from run_info import machine, now  # noqa: E402
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
+PASSES = ("forward", "backward")
+# Steps run under torch.profiler, after the timed ones, with --ops.
+OP_STEPS = 5
 
 
-class ForwardTimer:
-    """Wall seconds spent in the forward passes of some torch modules."""
+class ShimTimer:
+    """Wall seconds spent in the forward and backward passes of some torch
+    modules, by role, from Thinc's PyTorchShim (which every torch module of
+    the pipeline runs in): a role's backward is the one
+    `torch.autograd.backward` call from its outputs to its inputs, so the
+    span decoder's backward is apart from the encoder's. Each pass runs in a
+    `torch.profiler.record_function` range named `<role>_<pass>`, which
+    `top_ops_in_ranges` reads."""
 
     def __init__(self, modules: Dict[str, Any]) -> None:
-        self.seconds = {name: 0.0 for name in modules}
-        self._started: Dict[str, float] = {}
-        for name, module in modules.items():
-            module.register_forward_pre_hook(self._pre(name))
-            module.register_forward_hook(self._post(name))
+        from thinc.shims.pytorch import PyTorchShim
 
-    def _pre(self, name: str):
-        def hook(module, inputs):
-            self._started[name] = time.perf_counter()
+        roles = {id(module): name for name, module in modules.items()}
+        self.seconds = {f"{name}_{kind}": 0.0 for name in modules for kind in PASSES}
+        timer, original = self, PyTorchShim.begin_update
 
-        return hook
+        def begin_update(shim, inputs):
+            role = roles.get(id(shim._model))
+            if role is None:
+                return original(shim, inputs)
+            with timer.timed(f"{role}_forward"):
+                output, backprop = original(shim, inputs)
 
-    def _post(self, name: str):
-        def hook(module, inputs, output):
-            self.seconds[name] += time.perf_counter() - self._started.pop(name)
+            def timed_backprop(grads):
+                with timer.timed(f"{role}_backward"):
+                    return backprop(grads)
 
-        return hook
+            return output, timed_backprop
+
+        PyTorchShim.begin_update = begin_update
+
+    @contextmanager
+    def timed(self, key: str) -> Iterator[None]:
+        import torch
+
+        started = time.perf_counter()
+        with torch.profiler.record_function(key):
+            yield
+        self.seconds[key] += time.perf_counter() - started
 
     def reset(self) -> None:
-        self.seconds = {name: 0.0 for name in self.seconds}
+        self.seconds = dict.fromkeys(self.seconds, 0.0)
+
+
+def top_ops_in_ranges(events, ranges: List[str], n_ops: int, steps: int) -> Dict[str, List[Dict]]:
+    """The `n_ops` operators with the most self CPU time inside each range,
+    in ms per step: what a faster step would have to make cheaper. (A range
+    is one module's pass, which profile_split's whole-run `top_ops` cannot
+    tell apart: the encoder and the decoder run the same aten ops.)"""
+    totals: Dict[str, Dict[str, List[float]]] = {name: {} for name in ranges}
+    for event in events:
+        parent = event.cpu_parent
+        while parent is not None and parent.name not in totals:
+            parent = parent.cpu_parent
+        if parent is None or event.name in totals:
+            continue
+        row = totals[parent.name].setdefault(event.name, [0.0, 0])
+        row[0] += event.self_cpu_time_total / 1000.0
+        row[1] += 1
+    return {
+        name: [
+            {"op": op, "self_ms_per_step": round(ms / steps, 2), "calls_per_step": calls / steps}
+            for op, (ms, calls) in sorted(ops.items(), key=lambda item: -item[1][0])[:n_ops]
+        ]
+        for name, ops in totals.items()
+        if ops
+    }
 
 
 def torch_modules(nlp) -> Dict[str, Any]:
@@ -80,8 +128,9 @@ def torch_modules(nlp) -> Dict[str, Any]:
     return modules
 
 
-def profile(spec: str, train: Path, batch_size: int, warmup: int, steps: int) -> Dict:
+def profile(spec: str, train: Path, batch_size: int, warmup: int, steps: int, n_ops: int) -> Dict:
     import spacy
+    import torch
     from spacy.schemas import ConfigSchemaTraining
     from spacy.training import Corpus
     from spacy.training.initialize import init_nlp
@@ -101,20 +150,28 @@ def profile(spec: str, train: Path, batch_size: int, warmup: int, steps: int) ->
     training = registry.resolve(nlp.config.interpolate()["training"], schema=ConfigSchemaTraining)
     optimizer, dropout = training["optimizer"], training["dropout"]
     examples = list(Corpus(str(train))(nlp))
-    batches = [examples[i * batch_size : (i + 1) * batch_size] for i in range(warmup + steps)]
-    timer = ForwardTimer(torch_modules(nlp))
+    n_batches = warmup + steps + (OP_STEPS if n_ops else 0)
+    batches = [examples[i * batch_size : (i + 1) * batch_size] for i in range(n_batches)]
+    timer = ShimTimer(torch_modules(nlp))
     for batch in batches[:warmup]:
         nlp.update(batch, drop=dropout, sgd=optimizer)
     timer.reset()
     words = 0
     step_seconds: List[float] = []
-    for batch in batches[warmup:]:
+    for batch in batches[warmup : warmup + steps]:
         started = time.perf_counter()
         nlp.update(batch, drop=dropout, sgd=optimizer)
         step_seconds.append(time.perf_counter() - started)
         words += sum(len(eg.predicted) for eg in batch)
     total = sum(step_seconds)
-    forward = {f"{name}_forward_s": round(s, 3) for name, s in timer.seconds.items()}
+    passes = {f"{key}_s": round(s, 3) for key, s in timer.seconds.items()}
+    ops = {}
+    if n_ops:
+        # Apart from the timed steps: the profiler slows every op down.
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for batch in batches[warmup + steps :]:
+                nlp.update(batch, drop=dropout, sgd=optimizer)
+        ops = {"top_ops": top_ops_in_ranges(prof.events(), list(timer.seconds), n_ops, OP_STEPS)}
     return {
         "config": spec,
         "pipeline": nlp.pipe_names,
@@ -123,7 +180,8 @@ def profile(spec: str, train: Path, batch_size: int, warmup: int, steps: int) ->
         "seconds": round(total, 3),
         "seconds_per_step": round(total / steps, 4),
         "words_per_second": round(words / total, 1),
-        **forward,
+        **passes,
+        **ops,
         "spacy": spacy.__version__,
     }
 
@@ -133,7 +191,7 @@ def run_child(spec: str, args: argparse.Namespace) -> Dict:
     state or warmed-up caches."""
     cmd = [sys.executable, __file__, "--child", spec, "--train", str(args.train)]
     cmd += ["--batch-size", str(args.batch_size), "--warmup", str(args.warmup)]
-    cmd += ["--steps", str(args.steps)]
+    cmd += ["--steps", str(args.steps), "--ops", str(args.ops)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -151,11 +209,18 @@ def main() -> None:
         default=1,
         help="rounds over the configs, every other one in reverse order; reports the medians",
     )
+    parser.add_argument(
+        "--ops",
+        type=int,
+        default=0,
+        help=f"after the timed steps, profile {OP_STEPS} more with torch.profiler and "
+        "report the N ops with the most self CPU time in each module's forward and backward",
+    )
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        row = profile(args.child, args.train, args.batch_size, args.warmup, args.steps)
+        row = profile(args.child, args.train, args.batch_size, args.warmup, args.steps, args.ops)
         print(json.dumps(row))
         return
     runs: Dict[str, List[Dict]] = {name: [] for name in args.configs}
