@@ -46,7 +46,6 @@ from .attention import (
     grouped_text_attention,
     merge_with_pair,
 )
-from .dropout import Dropout
 from .span_filter import SpanFilter, spans_to_keep
 
 POSITION_INITS = ("sinusoidal", "random")
@@ -220,9 +219,9 @@ class _SpanDecoderBase(nn.Module):
         hidden = mlp_width(width, mlp_ratio)
         self.norm_mlp = nn.LayerNorm(width)
         self.mlp = nn.Sequential(
-            nn.Linear(width, hidden), nn.GELU(), Dropout(dropout), nn.Linear(hidden, width)
+            nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width)
         )
-        self.dropout = Dropout(dropout)
+        self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(2 * width, n_classes)
 
     def query_tables(self) -> Dict[str, torch.Tensor]:
