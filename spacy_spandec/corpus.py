@@ -31,13 +31,14 @@ CLI (writes ``OUTPUT_DIR/{train,dev,test}.spacy``, for crossner also
 ``test_<domain>.spacy``, and ``OUTPUT_DIR/stats.json``)::
 
     python -m spacy_spandec convert DATASET RAW_DIR OUTPUT_DIR \\
-        [--granularity sentence|chunk] [--max-tokens 74] [--limit K]
+        [--granularity sentence|chunk|mixed] [--max-tokens 74] [--limit K]
     python -m spacy_spandec stats DATASET RAW_DIR [same options]
 """
 
 import argparse
 import gzip
 import json
+import random
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -66,8 +67,11 @@ from .tags import bio_to_spans
 
 DATASETS = ("conllpp", "crossner", "ontonotes5", "bc5cdr")
 SPLITS = ("train", "dev", "test")
-GRANULARITIES = ("sentence", "chunk")
+GRANULARITIES = ("sentence", "chunk", "mixed")
 DEFAULT_MAX_TOKENS = 74
+# `mixed`: the share of chunks kept whole in the training split; the rest are
+# split into their sentences.
+MIXED_CHUNK_SHARE = 0.5
 CROSSNER_DOMAINS = ("politics", "science", "music", "literature", "ai")
 # CrossNER's own names for the CoNLL types (MANIFEST.md), so that the CoNLL++
 # part of the CrossNER training set shares labels with the five domains.
@@ -316,18 +320,38 @@ def source_docs(
     granularity: str = "sentence",
     max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> Iterator[Doc]:
-    """Samples of one raw file: one doc per sentence, or per chunk of
-    sentences of one document (`granularity="chunk"`)."""
+    """Samples of one raw file: one doc per sentence, per chunk of sentences
+    of one document (`granularity="chunk"`), or a mix of both (`"mixed"`).
+
+    `mixed` packs chunks as `chunk` does and keeps each one whole with
+    probability MIXED_CHUNK_SHARE, else splits it into its sentences: a model
+    trained on it meets entities both alone in their sentence and among the
+    neighbouring sentences of a multi-window document, as `nlp(article)`
+    gives them, while every token is still seen once per epoch. The choice is
+    seeded by the document's name, so a conversion is reproducible."""
     if granularity not in GRANULARITIES:
         raise ValueError(f"Unknown granularity {granularity!r}; expected one of {GRANULARITIES}.")
     for raw in source.read():
         doc_id = None if raw.index is None else f"{source.name}#{raw.index}"
         if granularity == "sentence":
             samples: Iterable[List[Sentence]] = ([s] for s in raw.sentences)
-        else:
+        elif granularity == "chunk":
             samples = pack_sentences(raw.sentences, max_tokens)
+        else:
+            samples = _mix_chunks(
+                pack_sentences(raw.sentences, max_tokens), f"{source.name}#{raw.index}"
+            )
         for sample in samples:
             yield sentences_to_doc(vocab, sample, source.label_map, doc_id)
+
+
+def _mix_chunks(chunks: Sequence[List[Sentence]], seed: str) -> Iterator[List[Sentence]]:
+    rng = random.Random(seed)
+    for chunk in chunks:
+        if rng.random() < MIXED_CHUNK_SHARE:
+            yield chunk
+        else:
+            yield from ([sentence] for sentence in chunk)
 
 
 def split_docs(
@@ -408,7 +432,8 @@ def convert(
     limit: int = 0,
 ) -> Dict[str, Any]:
     """Write `<split>.spacy` for every split of `dataset` and `stats.json`;
-    returns what was written to `stats.json`."""
+    returns what was written to `stats.json`. `mixed` applies to the training
+    split only: dev and test stay sentences, comparable with every other run."""
     check_raw_files(dataset, raw_dir)
     splits = dataset_splits(dataset, raw_dir)
     output_dir = Path(output_dir)
@@ -416,18 +441,26 @@ def convert(
     vocab = Vocab()
     split_stats = {}
     for split, sources in splits.items():
-        docs = list(split_docs(vocab, sources, granularity, max_tokens, limit))
+        docs = list(
+            split_docs(vocab, sources, split_granularity(granularity, split), max_tokens, limit)
+        )
         split_stats[split] = write_split(output_dir, split, docs)
     report = {
         "dataset": dataset,
         "granularity": granularity,
-        "max_tokens": max_tokens if granularity == "chunk" else None,
+        "max_tokens": max_tokens if granularity != "sentence" else None,
+        "chunk_share": MIXED_CHUNK_SHARE if granularity == "mixed" else None,
         "limit": limit,
         "sources": {split: [s.name for s in sources] for split, sources in splits.items()},
         "splits": split_stats,
     }
     srsly.write_json(output_dir / "stats.json", report)
     return report
+
+
+def split_granularity(granularity: str, split: str) -> str:
+    """The granularity a split is converted with: `mixed` is for training."""
+    return "sentence" if granularity == "mixed" and split != "train" else granularity
 
 
 def _positive_int(text: str) -> int:
@@ -468,13 +501,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "--granularity",
             choices=GRANULARITIES,
             default="sentence",
-            help="one sample per sentence, or per chunk of consecutive sentences of one document",
+            help="one sample per sentence, per chunk of consecutive sentences of one document, "
+            f"or mixed: {MIXED_CHUNK_SHARE:.0%} of the training chunks kept whole and the rest split "
+            "into sentences (dev and test stay sentences)",
         )
         cmd.add_argument(
             "--max-tokens",
             type=_positive_int,
             default=DEFAULT_MAX_TOKENS,
-            help="chunk size limit in tokens (chunk granularity only)",
+            help="chunk size limit in tokens (chunk and mixed granularities)",
         )
         cmd.add_argument(
             "--limit",
@@ -503,7 +538,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             vocab = Vocab()
             splits = {
                 split: corpus_stats(
-                    split_docs(vocab, sources, args.granularity, args.max_tokens, args.limit)
+                    split_docs(
+                        vocab,
+                        sources,
+                        split_granularity(args.granularity, split),
+                        args.max_tokens,
+                        args.limit,
+                    )
                 )
                 for split, sources in dataset_splits(args.dataset, args.raw_dir).items()
             }

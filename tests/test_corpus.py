@@ -179,6 +179,37 @@ def test_chunks_never_cross_documents(tmp_path):
     assert [len(d) for d in small] == [5, 2, 5]
 
 
+def test_mixed_keeps_some_chunks_whole_and_splits_the_rest(tmp_path):
+    # 40 documents of four two-token sentences, packed into chunks of two sentences
+    text = "".join(
+        "-DOCSTART- -X- -X- O\n\n" + "Ada NNP B-NP B-PER\nleft VBD B-VP O\n\n" * 4
+        for _ in range(40)
+    )
+    source = Source("m/train", write(tmp_path / "m.txt", text), read_conll)
+    chunks = list(source_docs(Vocab(), source, "chunk", max_tokens=4))
+    mixed = list(source_docs(Vocab(), source, "mixed", max_tokens=4))
+    assert len(chunks) == 80
+    whole = [d for d in mixed if len(d) == 4]
+    # every chunk is either kept whole or split into its two sentences
+    assert len(mixed) == len(whole) + 2 * (80 - len(whole))
+    assert 20 < len(whole) < 60  # about half, seeded per document
+    assert [t.text for d in mixed for t in d] == [t.text for d in chunks for t in d]
+    assert sum(len(d.ents) for d in mixed) == sum(len(d.ents) for d in chunks) == 160
+    again = list(source_docs(Vocab(), source, "mixed", max_tokens=4))
+    assert [len(d) for d in again] == [len(d) for d in mixed]
+
+
+def test_mixed_converts_training_only(tmp_path):
+    raw = tmp_path / "raw"
+    for split in ("train", "dev", "test"):
+        write(raw / f"conllpp_{split}.txt", CONLL)
+    report = convert("conllpp", raw, tmp_path / "out", granularity="mixed", max_tokens=1000)
+    assert report["granularity"] == "mixed" and report["chunk_share"] == 0.5
+    assert report["splits"]["dev"]["samples"] == report["splits"]["test"]["samples"] == 3
+    assert report["splits"]["train"]["samples"] in (2, 3, 4)  # two chunks, each whole or split
+    assert report["splits"]["train"]["sentences"] == 3
+
+
 def test_stats_of_converted_docs(tmp_path):
     conll = Source("c/train", write(tmp_path / "c.txt", CONLL), read_conll)
     tsv = Source("t/train", write(tmp_path / "t.txt", TSV), read_tsv)
