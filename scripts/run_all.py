@@ -17,9 +17,9 @@ Sample granularity per dataset (`--granularity auto`): with the paper budget,
 CoNLL++ and OntoNotes 5 are packed into chunks of <= 74 tokens (the paper's
 ~57-60 words per sample for them; 819 CoNLL++ test chunks vs. its 817),
 CrossNER and BC5CDR are plain sentences (MANIFEST.md). The cpu budget uses
-sentences everywhere unless `--granularity chunk` is given. Chunked runs live
-in their own folders, `<dataset>_chunk<N>` (the project's `suffix` var), beside
-the sentence runs.
+sentences everywhere unless `--granularity chunk` or `mixed` is given. Chunked
+and mixed runs live in their own folders, `<dataset>_chunk<N>` or
+`<dataset>_mixed<N>` (the project's `suffix` var), beside the sentence runs.
 
 Budgets (`training.max_steps`):
   cpu   = CPU_STEPS steps of sentences per run, to show the whole pipeline works
@@ -173,11 +173,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     parser.add_argument(
         "--granularity",
-        choices=["auto", "sentence", "chunk"],
+        choices=["auto", "sentence", "chunk", "mixed"],
         default="auto",
-        help="auto: chunks for CoNLL++/OntoNotes with the paper budget, else sentences",
+        help="auto: chunks for CoNLL++/OntoNotes with the paper budget, else sentences; "
+        "mixed: half the training chunks whole, the rest as sentences (dev/test: sentences)",
     )
-    parser.add_argument("--max-tokens", type=int, default=74, help="chunk size in tokens")
+    parser.add_argument(
+        "--max-tokens", type=int, default=74, help="chunk size in tokens (chunk, mixed)"
+    )
     parser.add_argument(
         "--steps",
         nargs="+",
@@ -229,7 +232,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         granularity = args.granularity
         if granularity == "auto":
             granularity = GRANULARITY[dataset] if args.budget == "paper" else "sentence"
-        suffix = f"_chunk{args.max_tokens}" if granularity == "chunk" else ""
+        suffix = f"_{granularity}{args.max_tokens}" if granularity != "sentence" else ""
         suffix += "_converge" if args.budget == "converge" else ""
         name = dataset + suffix  # the project's ${vars.run}: folder of this run's files
         base = {
@@ -238,7 +241,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "limit": args.limit,
             "gpu_id": args.gpu_id,
         }
-        if granularity == "chunk":
+        if granularity != "sentence":
             base["max_tokens"] = args.max_tokens
         if suffix:
             base["suffix"] = suffix

@@ -42,6 +42,12 @@ def test_dry_run_puts_chunked_runs_in_their_own_folders(capsys):
     assert commands and all(
         "--vars.suffix=_chunk74" in c and "--vars.granularity=chunk" in c for c in commands
     )
+    args = ["--datasets", "conllpp", "--granularity", "mixed", "--max-tokens", "128", "--dry-run"]
+    assert run_all.main(args) == 0
+    commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
+    assert commands and all(
+        "--vars.suffix=_mixed128" in c and "--vars.granularity=mixed" in c for c in commands
+    )
     assert run_all.main(["--datasets", "conllpp", "--dry-run", "--steps", "train"]) == 0
     commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
     assert commands and not any("suffix" in c for c in commands)
