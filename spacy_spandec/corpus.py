@@ -502,7 +502,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             choices=GRANULARITIES,
             default="sentence",
             help="one sample per sentence, per chunk of consecutive sentences of one document, "
-            f"or mixed: {MIXED_CHUNK_SHARE:.0%} of the training chunks kept whole and the rest split "
+            f"or mixed: each training chunk kept whole with probability {MIXED_CHUNK_SHARE}, else split "
             "into sentences (dev and test stay sentences)",
         )
         cmd.add_argument(
