@@ -8,7 +8,9 @@ sentences-vs-documents run in results/positions/conllpp_400.json, and the
 of token classification) in
 results/ablations/<dataset>_400/evaluate_<model>_<split>.json, the models of
 the converge budget in metrics/<dataset>_converge/<config>.json (a row per
-benchmark once one of them is evaluated), and the speed
+benchmark once one of them is evaluated) and on whole documents in
+results/convergence/<dataset>/evaluate_<config>_documents.json, the model
+trained on sentences and chunks in results/ablations/conllpp_400_mixed/, and the speed
 ratios of the side-by-side benchmark in SPEED. A missing file leaves its cell
 at "–", never a copied number.
 
