@@ -92,9 +92,16 @@ def _f1(path: Path) -> Optional[float]:
     return json.loads(path.read_text())["seqeval_f"] * 100 if path.exists() else None
 
 
-def _metrics_row(folder: Path, files: Dict[str, str]) -> Dict[str, Optional[float]]:
-    """Test F1 of each column from `folder`/<config>.json, None where missing."""
-    return {column: _f1(folder / f"{name}.json") for column, name in files.items()}
+def _metrics_row(
+    folder: Path, files: Dict[str, str], pattern: str = "{}.json"
+) -> Dict[str, Optional[float]]:
+    """Test F1 of each column from `folder`/`pattern` (filled with the column's
+    file name), None where missing."""
+    return {column: _f1(folder / pattern.format(name)) for column, name in files.items()}
+
+
+def _evaluated(row: Dict[str, Optional[float]]) -> bool:
+    return any(value is not None for value in row.values())
 
 
 def _cell(value: Optional[float]) -> str:
@@ -146,26 +153,22 @@ def table(root: Path = ROOT) -> str:
     converged = {}
     for dataset, label in CONVERGED.items():
         row = _metrics_row(root / "metrics" / f"{dataset}_converge", CONVERGED_FILES)
-        if any(value is not None for value in row.values()):
+        if _evaluated(row):
             converged[label] = row
     for dataset, label in CONVERGED_DOCUMENTS.items():
         folder = root / "results" / "convergence" / dataset
-        row = {
-            column: _f1(folder / f"evaluate_{name}_documents.json")
-            for column, name in CONVERGED_FILES.items()
-        }
-        if any(value is not None for value in row.values()):
+        row = _metrics_row(folder, CONVERGED_FILES, "evaluate_{}_documents.json")
+        if _evaluated(row):
             converged[label] = row
     if converged:
         lines[0] += " " + CONVERGED_CAPTION
-    mixed = {
-        label: {"**SpanDec**": _f1(root / MIXED / f"evaluate_spandec_mixed128_{split}.json")}
-        for split, label in MIXED_ROWS.items()
-    }
-    if any(row["**SpanDec**"] is not None for row in mixed.values()):
+    mixed = {}
+    for split, label in MIXED_ROWS.items():
+        row = {"**SpanDec**": _f1(root / MIXED / f"evaluate_spandec_mixed128_{split}.json")}
+        if _evaluated(row):
+            mixed[label] = row
+    if mixed:
         lines[0] += " " + mixed_caption(root)
-    else:
-        mixed = {}
     labelled = list(zip(DATASETS.values(), rows)) + list(documents.items())
     labelled += list(converged.items()) + list(mixed.items())
     for label, row in labelled:

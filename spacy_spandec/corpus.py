@@ -332,15 +332,14 @@ def source_docs(
     if granularity not in GRANULARITIES:
         raise ValueError(f"Unknown granularity {granularity!r}; expected one of {GRANULARITIES}.")
     for raw in source.read():
-        doc_id = None if raw.index is None else f"{source.name}#{raw.index}"
+        name = f"{source.name}#{raw.index}"
+        doc_id = None if raw.index is None else name
         if granularity == "sentence":
             samples: Iterable[List[Sentence]] = ([s] for s in raw.sentences)
         elif granularity == "chunk":
             samples = pack_sentences(raw.sentences, max_tokens)
         else:
-            samples = _mix_chunks(
-                pack_sentences(raw.sentences, max_tokens), f"{source.name}#{raw.index}"
-            )
+            samples = _mix_chunks(pack_sentences(raw.sentences, max_tokens), name)
         for sample in samples:
             yield sentences_to_doc(vocab, sample, source.label_map, doc_id)
 
@@ -352,6 +351,22 @@ def _mix_chunks(chunks: Sequence[List[Sentence]], seed: str) -> Iterator[List[Se
             yield chunk
         else:
             yield from ([sentence] for sentence in chunk)
+
+
+def dataset_docs(
+    vocab: Vocab,
+    splits: Mapping[str, Sequence[Source]],
+    granularity: str = "sentence",
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    limit: int = 0,
+) -> Iterator[Tuple[str, Iterator[Doc]]]:
+    """(split, samples) for every split; `mixed` applies to the training
+    split only: dev and test stay sentences, comparable with every other run."""
+    for split, sources in splits.items():
+        split_granularity = (
+            "sentence" if granularity == "mixed" and split != "train" else granularity
+        )
+        yield split, split_docs(vocab, sources, split_granularity, max_tokens, limit)
 
 
 def split_docs(
@@ -432,19 +447,15 @@ def convert(
     limit: int = 0,
 ) -> Dict[str, Any]:
     """Write `<split>.spacy` for every split of `dataset` and `stats.json`;
-    returns what was written to `stats.json`. `mixed` applies to the training
-    split only: dev and test stay sentences, comparable with every other run."""
+    returns what was written to `stats.json`."""
     check_raw_files(dataset, raw_dir)
     splits = dataset_splits(dataset, raw_dir)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     vocab = Vocab()
     split_stats = {}
-    for split, sources in splits.items():
-        docs = list(
-            split_docs(vocab, sources, split_granularity(granularity, split), max_tokens, limit)
-        )
-        split_stats[split] = write_split(output_dir, split, docs)
+    for split, docs in dataset_docs(vocab, splits, granularity, max_tokens, limit):
+        split_stats[split] = write_split(output_dir, split, list(docs))
     report = {
         "dataset": dataset,
         "granularity": granularity,
@@ -456,11 +467,6 @@ def convert(
     }
     srsly.write_json(output_dir / "stats.json", report)
     return report
-
-
-def split_granularity(granularity: str, split: str) -> str:
-    """The granularity a split is converted with: `mixed` is for training."""
-    return "sentence" if granularity == "mixed" and split != "train" else granularity
 
 
 def _positive_int(text: str) -> int:
@@ -537,16 +543,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             check_raw_files(args.dataset, args.raw_dir)
             vocab = Vocab()
             splits = {
-                split: corpus_stats(
-                    split_docs(
-                        vocab,
-                        sources,
-                        split_granularity(args.granularity, split),
-                        args.max_tokens,
-                        args.limit,
-                    )
+                split: corpus_stats(docs)
+                for split, docs in dataset_docs(
+                    vocab,
+                    dataset_splits(args.dataset, args.raw_dir),
+                    args.granularity,
+                    args.max_tokens,
+                    args.limit,
                 )
-                for split, sources in dataset_splits(args.dataset, args.raw_dir).items()
             }
             print(
                 json.dumps(
