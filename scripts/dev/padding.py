@@ -1,0 +1,107 @@
+"""How much of a training batch's encoder input is padding, under a config's
+batcher: counted, not timed, so it can run beside a training.
+
+spacy-transformers' `update` cuts each doc into the config's strided spans,
+tokenizes them and pads every span of the batch to the longest one
+(`huggingface_tokenize(padding="longest")`); the encoder's cost grows with the
+padded length. This counts, over one shuffled epoch of a train set (shuffled
+with --seed as `spacy train` does before it batches), the words, the
+wordpieces and the padded wordpieces of each batch, for the config's own
+`[training.batcher]` and for each --batcher given as JSON overrides of it:
+
+    python scripts/dev/padding.py configs/spandec.cfg corpus/conllpp_mixed128/train.spacy \
+        --batcher '{"@batchers": "spacy.batch_by_padded.v1", "size": 500}' \
+        [--output results/profile/padding_mixed128.json]
+"""
+
+import argparse
+import json
+import random
+import shlex
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from run_info import machine, now  # noqa: E402
+
+
+def batch_counts(batches: List[List[Any]], get_spans, tokenizer) -> Dict[str, Any]:
+    """Words, wordpieces and padded wordpieces per batch, summed and per step."""
+    words, pieces, padded, steps = 0, 0, 0, 0
+    for batch in batches:
+        texts = [span.text for spans in get_spans(batch) for span in spans]
+        lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        words += sum(len(doc) for doc in batch)
+        pieces += sum(lengths)
+        padded += len(lengths) * max(lengths, default=0)
+        steps += 1
+    return {
+        "steps": steps,
+        "words": words,
+        "words_per_step": round(words / steps, 1),
+        "wordpieces": pieces,
+        "padded_wordpieces": padded,
+        "padded_per_word": round(padded / words, 3),
+        "padding_share": round(1 - pieces / padded, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config", type=Path)
+    parser.add_argument("train", type=Path)
+    parser.add_argument(
+        "--batcher",
+        action="append",
+        default=[],
+        help="JSON settings replacing the config's [training.batcher]; repeatable",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args()
+
+    import spacy
+    from spacy.tokens import DocBin
+    from spacy.util import load_config, registry
+    from transformers import AutoTokenizer
+
+    import spacy_spandec  # noqa: F401  (registers the encoder's name getter)
+    import spacy_transformers  # noqa: F401  (registers the span getters)
+
+    config = load_config(args.config, interpolate=False)
+    model = config["components"]["transformer"]["model"]
+    name = registry.resolve({"name": model["name"]})["name"]
+    get_spans = registry.resolve({"get_spans": model["get_spans"]})["get_spans"]
+    tokenizer = AutoTokenizer.from_pretrained(str(name), **model.get("tokenizer_config", {}))
+    nlp = spacy.blank(config["nlp"]["lang"])
+    docs = list(DocBin().from_disk(args.train).get_docs(nlp.vocab))
+    random.Random(args.seed).shuffle(docs)
+    settings = [dict(config["training"]["batcher"])]
+    settings += [json.loads(text) for text in args.batcher]
+    rows = []
+    for setting in settings:
+        batcher = registry.resolve({"batcher": setting})["batcher"]
+        rows.append({"batcher": setting, **batch_counts(list(batcher(docs)), get_spans, tokenizer)})
+    base = rows[0]["padded_per_word"]
+    for row in rows:
+        row["padded_per_word_vs_config"] = round(row["padded_per_word"] / base, 3)
+    result = {
+        "command": shlex.join(["python", *sys.argv]),
+        "date": now(),
+        "machine": machine(),
+        "train": str(args.train),
+        "docs": len(docs),
+        "mean_words_per_doc": round(statistics.mean(len(doc) for doc in docs), 1),
+        "rows": rows,
+    }
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
