@@ -3,8 +3,13 @@ on the same encoder, the same batches and the same optimizer settings, one
 config after the other.
 
 Each config is initialised from configs/<name>.cfg on the train set, warmed up,
-then timed over --steps updates of the same --batch-size train sentences
-(`nlp.update` with the config's optimizer and dropout, as `spacy train` does).
+then timed over --steps updates (`nlp.update` with the config's optimizer and
+dropout, as `spacy train` does). The batches are those of the config's
+`[training.batcher]` over one epoch of the train set shuffled as `spacy train`
+shuffles it, and the timed ones a seeded random sample of that epoch's
+batches: the same for every config with the same batcher, and a fair sample
+of a length-sorting batcher (`spacy.batch_by_padded.v1` yields each buffer's
+batches longest first).
 The encoder's and the span decoder's forward and backward passes are timed
 apart (`ShimTimer`), so the rest of a step (optimizer, spaCy's own layers)
 is what is left; `--ops N` adds the N operators that cost most inside each
@@ -22,6 +27,7 @@ seconds per step (the middle run's split by pass and its ops) and every run's va
 
 import argparse
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -37,6 +43,8 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 PASSES = ("forward", "backward")
 # Steps run under torch.profiler, after the timed ones, with --ops.
 OP_STEPS = 5
+# Shuffles the train set and samples the batches, the same for every config.
+SEED = 0
 
 
 class ShimTimer:
@@ -128,7 +136,7 @@ def torch_modules(nlp) -> Dict[str, Any]:
     return modules
 
 
-def profile(spec: str, train: Path, batch_size: int, warmup: int, steps: int, n_ops: int) -> Dict:
+def profile(spec: str, train: Path, warmup: int, steps: int, n_ops: int) -> Dict:
     import spacy
     import torch
     from spacy.schemas import ConfigSchemaTraining
@@ -150,8 +158,10 @@ def profile(spec: str, train: Path, batch_size: int, warmup: int, steps: int, n_
     training = registry.resolve(nlp.config.interpolate()["training"], schema=ConfigSchemaTraining)
     optimizer, dropout = training["optimizer"], training["dropout"]
     examples = list(Corpus(str(train))(nlp))
+    random.Random(SEED).shuffle(examples)
+    epoch = list(training["batcher"](examples))
     n_batches = warmup + steps + (OP_STEPS if n_ops else 0)
-    batches = [examples[i * batch_size : (i + 1) * batch_size] for i in range(n_batches)]
+    batches = random.Random(SEED).sample(epoch, n_batches)
     timer = ShimTimer(torch_modules(nlp))
     for batch in batches[:warmup]:
         nlp.update(batch, drop=dropout, sgd=optimizer)
@@ -176,7 +186,8 @@ def profile(spec: str, train: Path, batch_size: int, warmup: int, steps: int, n_
         "config": spec,
         "pipeline": nlp.pipe_names,
         "steps": steps,
-        "batch_size": batch_size,
+        "batcher": dict(nlp.config["training"]["batcher"]),
+        "words_per_step": round(words / steps, 1),
         "seconds": round(total, 3),
         "seconds_per_step": round(total / steps, 4),
         "words_per_second": round(words / total, 1),
@@ -190,7 +201,7 @@ def run_child(spec: str, args: argparse.Namespace) -> Dict:
     """One config in a fresh process, so no config inherits another's allocator
     state or warmed-up caches."""
     cmd = [sys.executable, __file__, "--child", spec, "--train", str(args.train)]
-    cmd += ["--batch-size", str(args.batch_size), "--warmup", str(args.warmup)]
+    cmd += ["--warmup", str(args.warmup)]
     cmd += ["--steps", str(args.steps), "--ops", str(args.ops)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -200,7 +211,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train", type=Path, required=True)
     parser.add_argument("--configs", nargs="+", default=["token_cls", "spacy_ner", "spandec"])
-    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument(
@@ -220,7 +230,7 @@ def main() -> None:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        row = profile(args.child, args.train, args.batch_size, args.warmup, args.steps, args.ops)
+        row = profile(args.child, args.train, args.warmup, args.steps, args.ops)
         print(json.dumps(row))
         return
     runs: Dict[str, List[Dict]] = {name: [] for name in args.configs}
