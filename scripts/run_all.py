@@ -23,18 +23,18 @@ and mixed runs live in their own folders, `<dataset>_chunk<N>` or
 
 Budgets (`training.max_steps`):
   cpu   = CPU_STEPS steps of sentences per run, to show the whole pipeline works
-          on 2 cores; chunked runs get the same number of epochs, so the same
-          sentences: ceil(CPU_STEPS * train samples / train sentences);
-  converge = sentences, trained by `train-resumable` (checkpoints; a rerun
-          resumes) until dev F1 rises by less than 0.2 over two epochs, at most
-          CONVERGE_EPOCHS: ceil(CONVERGE_EPOCHS * train samples / samples per
-          step) steps, so the learning rate decays over those epochs; runs live
-          in `<dataset>_converge` folders (corpus, training, metrics);
-  paper = the paper's MiniLM schedule, 100 epochs: ceil(100 * train samples /
-          samples per step), with the train samples from
-          corpus/<dataset>/stats.json and the samples per step from
-          [training.batcher] size of configs/<config>.cfg (the paper's 64 if
-          that is not a plain number).
+          on 2 cores; chunked and mixed runs get the same number of epochs, so
+          the same sentences: ceil(CPU_STEPS * steps per epoch / steps per
+          epoch of the same text as sentences);
+  converge = trained by `train-resumable` (checkpoints; a rerun resumes) until
+          dev F1 rises by less than 0.2 over two epochs, at most
+          CONVERGE_EPOCHS: ceil(CONVERGE_EPOCHS * steps per epoch) steps, so
+          the learning rate decays over those epochs; runs live in
+          `<dataset>[_mixed<N>]_converge` folders (corpus, training, metrics);
+  paper = the paper's MiniLM schedule, 100 epochs: ceil(100 * steps per epoch).
+Steps per epoch come from the [training.batcher] of configs/<config>.cfg:
+train samples (corpus/<run>/stats.json) / size for a fixed-size
+batch_by_sequence, else the batches that batcher makes of the train set.
 A single `spacy project run train` uses --vars.max_steps; the budget only
 acts through this script.
 """
@@ -42,9 +42,11 @@ acts through this script.
 import argparse
 import json
 import math
+import random
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -75,36 +77,63 @@ PAPER_BATCH_SAMPLES = 64  # the paper's global batch size
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
-def samples_per_step(config: str) -> int:
-    """[training.batcher] size of the config that trains `config` (spandec's
-    for sf_spandec, which has no config of its own) if it is a plain number."""
+def batcher_settings(config: str) -> Dict[str, Any]:
+    """[training.batcher] of the config that trains `config` (spandec's for
+    sf_spandec, which has no config of its own); batches of the paper's 64
+    samples if there is no such config."""
     path = PROJECT_DIR / "configs" / f"{TRAINED_AS.get(config, config)}.cfg"
     if path.exists():
-        size = (
-            Config()
-            .from_disk(path, interpolate=False)
-            .get("training", {})
-            .get("batcher", {})
-            .get("size")
-        )
-        if isinstance(size, int) and size > 0:
-            return size
-    return PAPER_BATCH_SAMPLES
+        return dict(Config().from_disk(path, interpolate=False)["training"]["batcher"])
+    return {"@batchers": "spacy.batch_by_sequence.v1", "size": PAPER_BATCH_SAMPLES}
+
+
+def steps_per_epoch(config: str, run: str, sentences: bool = False) -> Optional[Fraction]:
+    """Batches in one epoch of corpus/<run>/train.spacy under `config`'s batcher,
+    or of the same text cut into its sentences. A fixed number of samples per
+    batch (spaCy's batch_by_sequence) divides the counts of stats.json; any
+    other batcher (e.g. batch_by_padded, whose batch size depends on the
+    lengths) is run over the train set, shuffled once with a fixed seed as
+    `spacy train` shuffles it. None before `convert`."""
+    settings = batcher_settings(config)
+    size = settings.get("size")
+    unit = "sentences" if sentences else "samples"
+    if settings["@batchers"] == "spacy.batch_by_sequence.v1" and isinstance(size, int):
+        stats_path = PROJECT_DIR / "corpus" / run / "stats.json"
+        if not stats_path.exists():
+            return None
+        return Fraction(json.loads(stats_path.read_text())["splits"]["train"][unit], size)
+    train_path = PROJECT_DIR / "corpus" / run / "train.spacy"
+    if not train_path.exists():
+        return None
+    from spacy.tokens import DocBin
+    from spacy.util import registry
+    from spacy.vocab import Vocab
+
+    docs = list(DocBin().from_disk(train_path).get_docs(Vocab()))
+    samples: List[Any] = docs
+    if sentences:
+        samples = [
+            sent
+            for doc in docs
+            for sent in (doc.sents if doc.has_annotation("SENT_START") else [doc[:]])
+        ]
+    random.Random(0).shuffle(samples)
+    batcher = registry.resolve({"batcher": settings})["batcher"]
+    return Fraction(sum(1 for _ in batcher(samples)))
 
 
 def max_steps(budget: str, run: str, granularity: str, config: str) -> Optional[int]:
-    """Training steps for a budget; None if the corpus statistics it needs do
-    not exist yet (dry runs before `convert`)."""
+    """Training steps for a budget; None if the corpus it needs does not
+    exist yet (dry runs before `convert`)."""
     if budget == "cpu" and granularity == "sentence":
         return CPU_STEPS
-    stats_path = PROJECT_DIR / "corpus" / run / "stats.json"
-    if not stats_path.exists():
+    epoch = steps_per_epoch(config, run)
+    if epoch is None:
         return None
-    train = json.loads(stats_path.read_text())["splits"]["train"]
     if budget == "cpu":
-        return math.ceil(CPU_STEPS * train["samples"] / train["sentences"])
+        return math.ceil(CPU_STEPS * epoch / steps_per_epoch(config, run, sentences=True))
     epochs = CONVERGE_EPOCHS if budget == "converge" else PAPER_EPOCHS
-    return math.ceil(epochs * train["samples"] / samples_per_step(config))
+    return math.ceil(epochs * epoch)
 
 
 def run_step(step: str, variables: Dict[str, Any], force: bool, dry_run: bool) -> Dict[str, Any]:

@@ -33,7 +33,47 @@ def test_cpu_budget_gives_chunked_runs_the_same_sentences(tmp_path, monkeypatch)
     assert steps == -(-run_all.CPU_STEPS * 3700 // 14041)
     assert steps * 14041 >= run_all.CPU_STEPS * 3700
     paper = run_all.max_steps("paper", "conllpp_chunk74", "chunk", "spandec")
-    assert paper == -(-run_all.PAPER_EPOCHS * 3700 // run_all.samples_per_step("spandec"))
+    assert paper == -(-run_all.PAPER_EPOCHS * 3700 // run_all.PAPER_BATCH_SAMPLES)
+
+
+def test_budgets_count_the_batches_of_a_length_batcher(tmp_path, monkeypatch):
+    """With spaCy's batch_by_padded a batch holds as many samples as fit its
+    padded size, so the steps of an epoch are the batches it makes of the
+    train set, and a mixed run's CPU budget covers as much text as the
+    sentence run's."""
+    from spacy.tokens import Doc, DocBin
+    from spacy.util import registry
+    from spacy.vocab import Vocab
+
+    monkeypatch.setattr(run_all, "PROJECT_DIR", tmp_path)
+    # One buffer holds the whole toy train set: the count does not depend on its order.
+    (tmp_path / "configs").mkdir()
+    batcher = {"@batchers": "spacy.batch_by_padded.v1", "size": 40, "buffer": 256}
+    batcher.update(discard_oversize=False, get_length=None)
+    (tmp_path / "configs" / "spandec.cfg").write_text(
+        "[training]\n\n[training.batcher]\n"
+        + "\n".join(f"{k} = {json.dumps(v)}" for k, v in batcher.items())
+    )
+    assert run_all.max_steps("converge", "toy_mixed8_converge", "mixed", "spandec") is None
+    vocab = Vocab()
+    docs = []
+    for i in range(30):  # chunks of 2-4 sentences and single sentences, 3-9 tokens each
+        lengths = [3 + (i * 7 + j * 5) % 7 for j in range(1 + i % 4)]
+        starts = [k == 0 for n in lengths for k in range(n)]
+        docs.append(Doc(vocab, words=["w"] * sum(lengths), sent_starts=starts))
+    path = tmp_path / "corpus" / "toy_mixed8_converge" / "train.spacy"
+    path.parent.mkdir(parents=True)
+    DocBin(docs=docs).to_disk(path)
+
+    def batches(samples):
+        return len(list(registry.resolve({"b": batcher})["b"](samples)))
+
+    per_epoch = batches(docs)
+    sentences = batches([sent for doc in docs for sent in doc.sents])
+    converge = run_all.max_steps("converge", "toy_mixed8_converge", "mixed", "spandec")
+    assert converge == run_all.CONVERGE_EPOCHS * per_epoch
+    cpu = run_all.max_steps("cpu", "toy_mixed8_converge", "mixed", "spandec")
+    assert cpu == -(-run_all.CPU_STEPS * per_epoch // sentences)
 
 
 def test_dry_run_puts_chunked_runs_in_their_own_folders(capsys):
@@ -60,7 +100,7 @@ def test_converge_budget_trains_resumably_in_its_own_folders(tmp_path, monkeypat
     stats.parent.mkdir(parents=True)
     stats.write_text(json.dumps({"splits": {"train": {"samples": 4560, "sentences": 4560}}}))
     steps = run_all.max_steps("converge", "bc5cdr_converge", "sentence", "spandec")
-    assert steps == -(-run_all.CONVERGE_EPOCHS * 4560 // run_all.samples_per_step("spandec"))
+    assert steps == -(-run_all.CONVERGE_EPOCHS * 4560 // run_all.PAPER_BATCH_SAMPLES)
     assert (
         run_all.main(
             ["--datasets", "bc5cdr", "--budget", "converge", "--dry-run", "--steps", "train"]
