@@ -28,23 +28,30 @@ from run_info import machine, now  # noqa: E402
 
 
 def batch_counts(batches: List[List[Any]], get_spans, tokenizer) -> Dict[str, Any]:
-    """Words, wordpieces and padded wordpieces per batch, summed and per step."""
-    words, pieces, padded, steps = 0, 0, 0, 0
+    """Words, wordpieces and padded wordpieces per batch, summed and per step;
+    and how varied a step is: its samples and its gold mentions (deciles)."""
+    words, pieces, padded = 0, 0, 0
     for batch in batches:
         texts = [span.text for spans in get_spans(batch) for span in spans]
         lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
         words += sum(len(doc) for doc in batch)
         pieces += sum(lengths)
         padded += len(lengths) * max(lengths, default=0)
-        steps += 1
+    samples = [len(batch) for batch in batches]
+    mentions = [sum(len(doc.ents) for doc in batch) for batch in batches]
     return {
-        "steps": steps,
+        "steps": len(batches),
         "words": words,
-        "words_per_step": round(words / steps, 1),
+        "words_per_step": round(words / len(batches), 1),
         "wordpieces": pieces,
         "padded_wordpieces": padded,
         "padded_per_word": round(padded / words, 3),
         "padding_share": round(1 - pieces / padded, 3),
+        "samples_per_step_median": statistics.median(samples),
+        "samples_per_step_min_max": [min(samples), max(samples)],
+        "mentions_per_step_p10_p50_p90": [
+            round(statistics.quantiles(mentions, n=10)[i], 1) for i in (0, 4, 8)
+        ],
     }
 
 
