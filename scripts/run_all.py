@@ -40,15 +40,15 @@ acts through this script.
 """
 
 import argparse
+import functools
 import json
 import math
-import random
 import subprocess
 import sys
 import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from thinc.api import Config
 
@@ -92,34 +92,42 @@ def steps_per_epoch(config: str, run: str, sentences: bool = False) -> Optional[
     or of the same text cut into its sentences. A fixed number of samples per
     batch (spaCy's batch_by_sequence) divides the counts of stats.json; any
     other batcher (e.g. batch_by_padded, whose batch size depends on the
-    lengths) is run over the train set, shuffled once with a fixed seed as
-    `spacy train` shuffles it. None before `convert`."""
+    lengths) is run over the train set (`counted_batches`). None before
+    `convert`."""
     settings = batcher_settings(config)
     size = settings.get("size")
-    unit = "sentences" if sentences else "samples"
     if settings["@batchers"] == "spacy.batch_by_sequence.v1" and isinstance(size, int):
         stats_path = PROJECT_DIR / "corpus" / run / "stats.json"
         if not stats_path.exists():
             return None
-        return Fraction(json.loads(stats_path.read_text())["splits"]["train"][unit], size)
+        train = json.loads(stats_path.read_text())["splits"]["train"]
+        return Fraction(train["sentences" if sentences else "samples"], size)
     train_path = PROJECT_DIR / "corpus" / run / "train.spacy"
     if not train_path.exists():
         return None
+    samples, sentence_samples = counted_batches(train_path, json.dumps(settings, sort_keys=True))
+    return Fraction(sentence_samples if sentences else samples)
+
+
+@functools.lru_cache(maxsize=None)
+def counted_batches(train_path: Path, settings: str) -> Tuple[int, int]:
+    """Batches that the batcher `settings` (JSON) makes of the first epoch
+    of the resumable trainer (`train_batches`, seed 0) over `train_path`, as
+    its samples and cut into its sentences; read and counted once per run and
+    batcher, whichever configs and budgets ask."""
     from spacy.tokens import DocBin
     from spacy.util import registry
     from spacy.vocab import Vocab
 
+    from spacy_spandec.train import train_batches
+
     docs = list(DocBin().from_disk(train_path).get_docs(Vocab()))
-    samples: List[Any] = docs
-    if sentences:
-        samples = [
-            sent
-            for doc in docs
-            for sent in (doc.sents if doc.has_annotation("SENT_START") else [doc[:]])
-        ]
-    random.Random(0).shuffle(samples)
-    batcher = registry.resolve({"batcher": settings})["batcher"]
-    return Fraction(sum(1 for _ in batcher(samples)))
+    batcher = registry.resolve({"batcher": json.loads(settings)})["batcher"]
+
+    def count(samples: List[Any]) -> int:
+        return sum(1 for _ in train_batches(lambda _: samples, None, batcher, 0, max_epochs=1))
+
+    return count(docs), count([sent for doc in docs for sent in corpus.doc_sentences(doc)])
 
 
 def max_steps(budget: str, run: str, granularity: str, config: str) -> Optional[int]:

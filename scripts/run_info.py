@@ -2,12 +2,15 @@
 how much memory. One module, imported by the project's scripts (scripts/ is
 on sys.path when a script in it runs; scripts/dev/ tools add it)."""
 
+import json
 import os
 import platform
 import resource
+import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any, Dict, Optional
 
 
 def now() -> str:
@@ -62,3 +65,14 @@ def current_rss_mb() -> float:
         return psutil.Process().memory_info().rss / 2**20
     except ImportError:
         return peak_rss_mb()
+
+
+def report(fields: Dict[str, Any], output: Optional[Path]) -> None:
+    """Print a lab tool's result as JSON, headed by its command (shell-quoted,
+    to paste), date and machine, and write it to `output` if given."""
+    result = {"command": shlex.join(["python", *sys.argv]), "date": now(), "machine": machine()}
+    text = json.dumps({**result, **fields}, indent=1)
+    print(text)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text + "\n")

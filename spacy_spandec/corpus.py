@@ -386,6 +386,12 @@ def split_docs(
 # Statistics
 
 
+def doc_sentences(doc: Doc) -> Iterable[Span]:
+    """A converted doc's sentences; a doc without sentence boundaries (a
+    user's JSONL record) is one sentence."""
+    return doc.sents if doc.has_annotation("SENT_START") else [doc[:]]
+
+
 def corpus_stats(docs: Iterable[Doc]) -> Dict[str, Any]:
     """Counts of converted docs, with the keys and meaning of the dataset
     MANIFEST / `verify.py --json` (sentences, documents, tokens, mentions,
@@ -400,7 +406,7 @@ def corpus_stats(docs: Iterable[Doc]) -> Dict[str, Any]:
         samples += 1
         tokens += len(doc)
         max_sample = max(max_sample, len(doc))
-        for sent in doc.sents if doc.has_annotation("SENT_START") else [doc[:]]:
+        for sent in doc_sentences(doc):
             sentences += 1
             max_sentence = max(max_sentence, len(sent))
         types.update(ent.label_ for ent in doc.ents)

@@ -4,10 +4,11 @@ batcher: counted, not timed, so it can run beside a training.
 spacy-transformers' `update` cuts each doc into the config's strided spans,
 tokenizes them and pads every span of the batch to the longest one
 (`huggingface_tokenize(padding="longest")`); the encoder's cost grows with the
-padded length. This counts, over one shuffled epoch of a train set (shuffled
-with --seed as `spacy train` does before it batches), the words, the
-wordpieces and the padded wordpieces of each batch, for the config's own
-`[training.batcher]` and for each --batcher given as JSON overrides of it:
+padded length. This counts, over one epoch of a train set in the order the
+resumable trainer shuffles it (`spacy_spandec.train.train_batches`, epoch 0
+with --seed), the words, the wordpieces and the padded wordpieces of each
+batch, for the config's own `[training.batcher]` and for each --batcher given
+as JSON overrides of it:
 
     python scripts/dev/padding.py configs/spandec.cfg corpus/conllpp_mixed128/train.spacy \
         --batcher '{"@batchers": "spacy.batch_by_padded.v1", "size": 500}' \
@@ -16,15 +17,13 @@ wordpieces and the padded wordpieces of each batch, for the config's own
 
 import argparse
 import json
-import random
-import shlex
 import statistics
 import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from run_info import machine, now  # noqa: E402
+from run_info import report  # noqa: E402
 
 
 def batch_counts(batches: List[List[Any]], get_spans, tokenizer) -> Dict[str, Any]:
@@ -76,6 +75,7 @@ def main() -> None:
 
     import spacy_spandec  # noqa: F401  (registers the encoder's name getter)
     import spacy_transformers  # noqa: F401  (registers the span getters)
+    from spacy_spandec.train import train_batches
 
     config = load_config(args.config, interpolate=False)
     model = config["components"]["transformer"]["model"]
@@ -84,30 +84,30 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(name), **model.get("tokenizer_config", {}))
     nlp = spacy.blank(config["nlp"]["lang"])
     docs = list(DocBin().from_disk(args.train).get_docs(nlp.vocab))
-    random.Random(args.seed).shuffle(docs)
     settings = [dict(config["training"]["batcher"])]
     settings += [json.loads(text) for text in args.batcher]
     rows = []
     for setting in settings:
         batcher = registry.resolve({"batcher": setting})["batcher"]
-        rows.append({"batcher": setting, **batch_counts(list(batcher(docs)), get_spans, tokenizer)})
+        epoch = [
+            batch
+            for _, _, batch, _ in train_batches(
+                lambda _: docs, None, batcher, args.seed, max_epochs=1
+            )
+        ]
+        rows.append({"batcher": setting, **batch_counts(epoch, get_spans, tokenizer)})
     base = rows[0]["padded_per_word"]
     for row in rows:
         row["padded_per_word_vs_config"] = round(row["padded_per_word"] / base, 3)
-    result = {
-        "command": shlex.join(["python", *sys.argv]),
-        "date": now(),
-        "machine": machine(),
-        "train": str(args.train),
-        "docs": len(docs),
-        "mean_words_per_doc": round(statistics.mean(len(doc) for doc in docs), 1),
-        "rows": rows,
-    }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n")
+    report(
+        {
+            "train": str(args.train),
+            "docs": len(docs),
+            "mean_words_per_doc": round(statistics.mean(len(doc) for doc in docs), 1),
+            "rows": rows,
+        },
+        args.output,
+    )
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ config after the other.
 Each config is initialised from configs/<name>.cfg on the train set, warmed up,
 then timed over --steps updates (`nlp.update` with the config's optimizer and
 dropout, as `spacy train` does). The batches are those of the config's
-`[training.batcher]` over one epoch of the train set shuffled as `spacy train`
-shuffles it, and the timed ones a seeded random sample of that epoch's
+`[training.batcher]` over the first epoch of the resumable trainer
+(`spacy_spandec.train.train_batches`, seed 0), and the timed ones a seeded random sample of that epoch's
 batches: the same for every config with the same batcher, and a fair sample
 of a length-sorting batcher (`spacy.batch_by_padded.v1` yields each buffer's
 batches longest first).
@@ -37,13 +37,13 @@ from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from run_info import machine, now  # noqa: E402
+from run_info import report  # noqa: E402
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 PASSES = ("forward", "backward")
 # Steps run under torch.profiler, after the timed ones, with --ops.
 OP_STEPS = 5
-# Shuffles the train set and samples the batches, the same for every config.
+# The epoch's order and the sample of its batches, the same for every config.
 SEED = 0
 
 
@@ -145,6 +145,7 @@ def profile(spec: str, train: Path, warmup: int, steps: int, n_ops: int) -> Dict
     from spacy.util import load_config, registry
 
     import spacy_spandec  # noqa: F401  (registers the factories)
+    from spacy_spandec.train import train_batches
 
     config_name, _, settings = spec.partition(":")
     overrides: Dict[str, Any] = {"paths.train": str(train), "paths.dev": str(train)}
@@ -158,8 +159,12 @@ def profile(spec: str, train: Path, warmup: int, steps: int, n_ops: int) -> Dict
     training = registry.resolve(nlp.config.interpolate()["training"], schema=ConfigSchemaTraining)
     optimizer, dropout = training["optimizer"], training["dropout"]
     examples = list(Corpus(str(train))(nlp))
-    random.Random(SEED).shuffle(examples)
-    epoch = list(training["batcher"](examples))
+    epoch = [
+        batch
+        for _, _, batch, _ in train_batches(
+            lambda _: examples, nlp, training["batcher"], SEED, max_epochs=1
+        )
+    ]
     n_batches = warmup + steps + (OP_STEPS if n_ops else 0)
     batches = random.Random(SEED).sample(epoch, n_batches)
     timer = ShimTimer(torch_modules(nlp))
@@ -249,17 +254,7 @@ def main() -> None:
         row["seconds_per_step_vs_" + base["config"]] = round(
             row["seconds_per_step"] / base["seconds_per_step"], 3
         )
-    result = {
-        "command": " ".join(["python"] + sys.argv),
-        "date": now(),
-        "machine": machine(),
-        "rows": rows,
-    }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n")
+    report({"rows": rows}, args.output)
 
 
 if __name__ == "__main__":
