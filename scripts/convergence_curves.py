@@ -2,12 +2,14 @@
 plot: dev F1 against step and against training seconds, every model of one
 benchmark, with each model's training words/s and its test scores.
 
-    python scripts/convergence_curves.py --dataset conllpp [--output results/convergence/conllpp]
+    python scripts/convergence_curves.py --dataset conllpp [--run conllpp_mixed128] [--output ...]
 
-It reads training/<dataset>_converge/<config>/curve.jsonl (one line per dev
+It reads training/<run>_converge/<config>/curve.jsonl (one line per dev
 evaluation, written by `python -m spacy_spandec train`), the checkpoint state
-(finished or not, and why) and metrics/<dataset>_converge/<config>.json (test
-scores from `spacy evaluate`, when they exist). training/ is not committed, so
+(finished or not, and why) and metrics/<run>_converge/<config>.json (test
+scores from `spacy evaluate`, when they exist), and writes
+results/convergence/<run>/. The run is the dataset's name, or a run of
+another granularity such as `conllpp_mixed128` (`run_all.py --granularity`). training/ is not committed, so
 the JSON written here is the record: it copies every point of every curve.
 A model still training is collected as far as it got; a model with no curve
 under training/ (a fresh checkout) is kept as the previous curves.json
@@ -63,8 +65,15 @@ def test_scores(path: Path) -> Optional[Dict[str, float]]:
     return {k: scores[k] for k in TEST_KEYS if k in scores}
 
 
-def collect(dataset: str, root: Path = PROJECT_DIR) -> Dict[str, Any]:
-    run = f"{dataset}_converge"
+def converge_run(run: str) -> str:
+    """The folder name of `run` under the converge budget (run_all.py's
+    suffix), whether or not `run` already carries it."""
+    return run if run.endswith("_converge") else f"{run}_converge"
+
+
+def collect(dataset: str, root: Optional[Path] = None, run: Optional[str] = None) -> Dict[str, Any]:
+    root = root or PROJECT_DIR
+    run = converge_run(run or dataset)
     models: Dict[str, Any] = {}
     for config in TRAINED:
         folder = root / "training" / run / config
@@ -90,6 +99,7 @@ def collect(dataset: str, root: Path = PROJECT_DIR) -> Dict[str, Any]:
         models["spandec"]["test_sf_spandec"] = sf_test
     return {
         "dataset": dataset,
+        "run": run.removesuffix("_converge"),
         "collected": now(),
         "machine": machine(),
         "command": "python scripts/convergence_curves.py " + " ".join(sys.argv[1:]),
@@ -122,13 +132,16 @@ def plot(result: Dict[str, Any], path: Path) -> None:
         axes[1].plot(
             [p["train_seconds"] / 60 for p in points], f1, marker=".", label=model["label"]
         )
-    axes[0].set_xlabel("step (32 sentences)")
+    axes[0].set_xlabel("step")
     axes[1].set_xlabel("training minutes (updates only, no evaluation)")
     axes[0].set_ylabel("dev ents_f, %")
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8)
-    fig.suptitle(f"{result['dataset']}: training to convergence ({result['machine']})", fontsize=9)
+    fig.suptitle(
+        f"{result.get('run', result['dataset'])}: training to convergence ({result['machine']})",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -139,18 +152,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     parser.add_argument("--dataset", required=True)
     parser.add_argument(
+        "--run",
+        help="the run's folder name, with or without `_converge` (default: the dataset)",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
-        help="folder for curves.json/png (default results/convergence/<dataset>)",
+        help="folder for curves.json/png (default results/convergence/<run>)",
     )
     args = parser.parse_args(argv)
-    output = args.output or PROJECT_DIR / "results" / "convergence" / args.dataset
-    result = collect(args.dataset)
+    run = converge_run(args.run or args.dataset)
+    output = args.output or PROJECT_DIR / "results" / "convergence" / run.removesuffix("_converge")
+    result = collect(args.dataset, run=run)
     if (output / "curves.json").exists():
         result = keep_previous(result, json.loads((output / "curves.json").read_text()))
     if not result["models"]:
         print(
-            f"No curves under training/{args.dataset}_converge/: run `spacy project run all --vars.budget converge` first."
+            f"No curves under training/{run}/: run `spacy project run all --vars.budget converge` first."
         )
         return 1
     output.mkdir(parents=True, exist_ok=True)

@@ -323,7 +323,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if not run(key, command, step_vars) and step in ("train", "calibrate"):
                     break  # evaluate and package need the trained model
         if args.budget == "converge" and "evaluate" in args.steps:
-            run(f"{name}/-/convergence-curves", "convergence-curves", {**base, "suffix": ""})
+            run(f"{name}/-/convergence-curves", "convergence-curves", base)
     if failed:
         print(f"{len(failed)} step(s) failed: {', '.join(failed)}")
     if not args.dry_run:

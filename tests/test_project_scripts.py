@@ -117,6 +117,15 @@ def test_converge_budget_trains_resumably_in_its_own_folders(tmp_path, monkeypat
         assert f"--vars.eval_frequency={steps // 20}" in command
 
 
+def test_converge_curves_of_a_mixed_run_are_collected_from_its_own_folders(capsys):
+    argv = ["--datasets", "conllpp", "--budget", "converge", "--granularity", "mixed"]
+    argv += ["--max-tokens", "128", "--dry-run", "--steps", "evaluate"]
+    assert run_all.main(argv) == 0
+    commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
+    curves = [c for c in commands if " convergence-curves " in c]
+    assert len(curves) == 1 and "--vars.suffix=_mixed128_converge" in curves[0]
+
+
 def test_results_table_has_one_row_per_run_and_model(tmp_path):
     metrics = tmp_path / "metrics"
     scores = {"seqeval_f": 0.8, "seqeval_p": 0.7, "seqeval_r": 0.9, "ents_f": 0.8}
@@ -516,6 +525,24 @@ def test_convergence_curves_copy_every_point_and_report_words_per_second(tmp_pat
     assert model["epochs"] == 1 and model["finished"] == "converged after epoch 1"
     assert model["test"] == {"seqeval_f": 0.81, "ents_f": 0.82}
     assert model["test_sf_spandec"]["spans_spandec_kept_fraction"] == 0.05
+
+
+def test_convergence_curves_of_another_granularity_read_that_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(convergence_curves, "PROJECT_DIR", tmp_path)
+    folder = tmp_path / "training" / "conllpp_mixed128_converge" / "spandec"
+    folder.mkdir(parents=True)
+    point = {"step": 5, "epoch": 0, "epoch_end": True, "words": 100, "seconds": 2.0}
+    point.update({"train_seconds": 1.0, "scores": {"ents_f": 0.7, "seqeval_f": 0.69}})
+    (folder / "curve.jsonl").write_text(json.dumps(point) + "\n")
+    assert convergence_curves.collect("conllpp", tmp_path)["models"] == {}
+    for run in ("conllpp_mixed128", "conllpp_mixed128_converge"):
+        result = convergence_curves.collect("conllpp", tmp_path, run=run)
+        assert result["run"] == "conllpp_mixed128"
+        assert result["models"]["spandec"]["train_words_per_s"] == 100.0
+    argv = ["--dataset", "conllpp", "--run", "conllpp_mixed128_converge"]
+    assert convergence_curves.main(argv) == 0
+    saved = json.loads((tmp_path / "results/convergence/conllpp_mixed128/curves.json").read_text())
+    assert saved["models"]["spandec"]["best_dev"] == {"step": 5, "ents_f": 0.7}
 
 
 def test_convergence_curves_keep_a_model_whose_training_folder_is_gone():
