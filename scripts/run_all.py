@@ -77,11 +77,16 @@ PAPER_BATCH_SAMPLES = 64  # the paper's global batch size
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
+def trained_config(config: str) -> Path:
+    """configs/<config>.cfg, or spandec's for sf_spandec, which has no config
+    of its own (it is spandec's model, calibrated)."""
+    return PROJECT_DIR / "configs" / f"{TRAINED_AS.get(config, config)}.cfg"
+
+
 def batcher_settings(config: str) -> Dict[str, Any]:
-    """[training.batcher] of the config that trains `config` (spandec's for
-    sf_spandec, which has no config of its own); batches of the paper's 64
-    samples if there is no such config."""
-    path = PROJECT_DIR / "configs" / f"{TRAINED_AS.get(config, config)}.cfg"
+    """[training.batcher] of the config that trains `config`; batches of the
+    paper's 64 samples if there is no such config."""
+    path = trained_config(config)
     if path.exists():
         return dict(Config().from_disk(path, interpolate=False)["training"]["batcher"])
     return {"@batchers": "spacy.batch_by_sequence.v1", "size": PAPER_BATCH_SAMPLES}
@@ -92,8 +97,8 @@ def steps_per_epoch(config: str, run: str, sentences: bool = False) -> Optional[
     or of the same text cut into its sentences. A fixed number of samples per
     batch (spaCy's batch_by_sequence) divides the counts of stats.json; any
     other batcher (e.g. batch_by_padded, whose batch size depends on the
-    lengths) is run over the train set (`counted_batches`). None before
-    `convert`."""
+    lengths) is run over the examples the trainer reads (`counted_batches`).
+    None before `convert`."""
     settings = batcher_settings(config)
     size = settings.get("size")
     if settings["@batchers"] == "spacy.batch_by_sequence.v1" and isinstance(size, int):
@@ -105,29 +110,36 @@ def steps_per_epoch(config: str, run: str, sentences: bool = False) -> Optional[
     train_path = PROJECT_DIR / "corpus" / run / "train.spacy"
     if not train_path.exists():
         return None
-    samples, sentence_samples = counted_batches(train_path, json.dumps(settings, sort_keys=True))
+    samples, sentence_samples = counted_batches(trained_config(config), train_path)
     return Fraction(sentence_samples if sentences else samples)
 
 
 @functools.lru_cache(maxsize=None)
-def counted_batches(train_path: Path, settings: str) -> Tuple[int, int]:
-    """Batches that the batcher `settings` (JSON) makes of the first epoch
-    of the resumable trainer (`train_batches`, seed 0) over `train_path`, as
-    its samples and cut into its sentences; read and counted once per run and
-    batcher, whichever configs and budgets ask."""
+def counted_batches(config_path: Path, train_path: Path) -> Tuple[int, int]:
+    """Batches of the first epoch of the resumable trainer (`train_batches`,
+    seed 0) under the config at `config_path`, over the examples it reads
+    from `train_path` (`read_train_examples`: re-tokenized, so the lengths a
+    padded batcher sees), and over the same text cut into its sentences;
+    counted once per config and run, whichever budgets ask."""
+    import tempfile
+
     from spacy.tokens import DocBin
     from spacy.util import registry
-    from spacy.vocab import Vocab
 
-    from spacy_spandec.train import train_batches
+    from spacy_spandec.train import read_train_examples, train_batches
 
-    docs = list(DocBin().from_disk(train_path).get_docs(Vocab()))
-    batcher = registry.resolve({"batcher": json.loads(settings)})["batcher"]
+    settings = Config().from_disk(config_path, interpolate=False)["training"]["batcher"]
+    batcher = registry.resolve({"batcher": settings})["batcher"]
 
-    def count(samples: List[Any]) -> int:
-        return sum(1 for _ in train_batches(lambda _: samples, None, batcher, 0, max_epochs=1))
+    def count(examples: List[Any]) -> int:
+        return sum(1 for _ in train_batches(lambda _: examples, None, batcher, 0, max_epochs=1))
 
-    return count(docs), count([sent for doc in docs for sent in corpus.doc_sentences(doc)])
+    examples = read_train_examples(config_path, train_path)
+    sentences = [s.as_doc() for eg in examples for s in corpus.doc_sentences(eg.reference)]
+    with tempfile.TemporaryDirectory() as tmp:
+        DocBin(docs=sentences, store_user_data=True).to_disk(Path(tmp) / "sentences.spacy")
+        sentence_examples = read_train_examples(config_path, Path(tmp) / "sentences.spacy")
+    return count(examples), count(sentence_examples)
 
 
 def max_steps(budget: str, run: str, granularity: str, config: str) -> Optional[int]:

@@ -144,6 +144,19 @@ def train_batches(
         epoch += 1
 
 
+def read_train_examples(config_path: Path, train_path: Path) -> List[Example]:
+    """The examples that `train` reads from `train_path` under the config at
+    `config_path`: its [corpora.train] reader and the config's tokenizer, which
+    re-tokenizes each text unless gold_preproc. A batcher that counts tokens
+    (batch_by_padded, batch_by_words) makes the trainer's batches of these,
+    not of the stored docs."""
+    config = load_config(config_path, overrides={"paths.train": str(train_path)}, interpolate=True)
+    tokenizer = {"nlp": {"tokenizer": config["nlp"]["tokenizer"]}}
+    nlp = spacy.blank(config["nlp"]["lang"], config=tokenizer)
+    reader = registry.resolve({"reader": config["corpora"]["train"]})["reader"]
+    return list(reader(nlp))
+
+
 def _rng_state() -> Tuple[Dict[str, Any], Dict[str, numpy.ndarray]]:
     import torch
 

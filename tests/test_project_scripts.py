@@ -39,37 +39,46 @@ def test_cpu_budget_gives_chunked_runs_the_same_sentences(tmp_path, monkeypatch)
 def test_budgets_count_the_batches_of_a_length_batcher(tmp_path, monkeypatch):
     """With spaCy's batch_by_padded a batch holds as many samples as fit its
     padded size, so the steps of an epoch are the batches it makes of the
-    train set, and a mixed run's CPU budget covers as much text as the
-    sentence run's."""
+    examples the trainer reads, which the config's tokenizer re-tokenizes
+    (a stored word "a-b" is three spaCy tokens), and a mixed run's CPU budget
+    covers as much text as the sentence run's."""
     from spacy.tokens import Doc, DocBin
     from spacy.util import registry
     from spacy.vocab import Vocab
 
     monkeypatch.setattr(run_all, "PROJECT_DIR", tmp_path)
+    run_all.counted_batches.cache_clear()
     # One buffer holds the whole toy train set: the count does not depend on its order.
     (tmp_path / "configs").mkdir()
     batcher = {"@batchers": "spacy.batch_by_padded.v1", "size": 40, "buffer": 256}
     batcher.update(discard_oversize=False, get_length=None)
     (tmp_path / "configs" / "spandec.cfg").write_text(
+        '[paths]\ntrain = null\n\n[nlp]\nlang = "en"\n\n[nlp.tokenizer]\n'
+        '@tokenizers = "spacy.Tokenizer.v1"\n\n[corpora]\n\n[corpora.train]\n'
+        '@readers = "spacy.Corpus.v1"\npath = ${paths.train}\ngold_preproc = false\n\n'
         "[training]\n\n[training.batcher]\n"
         + "\n".join(f"{k} = {json.dumps(v)}" for k, v in batcher.items())
     )
     assert run_all.max_steps("converge", "toy_mixed8_converge", "mixed", "spandec") is None
     vocab = Vocab()
-    docs = []
-    for i in range(30):  # chunks of 2-4 sentences and single sentences, 3-9 tokens each
+    docs, lengths_read = [], []
+    for i in range(30):  # chunks of 2-4 sentences and single sentences, 3-9 words each
         lengths = [3 + (i * 7 + j * 5) % 7 for j in range(1 + i % 4)]
         starts = [k == 0 for n in lengths for k in range(n)]
-        docs.append(Doc(vocab, words=["w"] * sum(lengths), sent_starts=starts))
+        words = ["a-b"] * sum(lengths)
+        docs.append(Doc(vocab, words=words, spaces=[True] * len(words), sent_starts=starts))
+        lengths_read.append([3 * n for n in lengths])
     path = tmp_path / "corpus" / "toy_mixed8_converge" / "train.spacy"
     path.parent.mkdir(parents=True)
     DocBin(docs=docs).to_disk(path)
 
-    def batches(samples):
+    def batches(lengths):
+        samples = [Doc(vocab, words=["x"] * n) for n in lengths]
         return len(list(registry.resolve({"b": batcher})["b"](samples)))
 
-    per_epoch = batches(docs)
-    sentences = batches([sent for doc in docs for sent in doc.sents])
+    per_epoch = batches([sum(lengths) for lengths in lengths_read])
+    sentences = batches([n for lengths in lengths_read for n in lengths])
+    assert per_epoch != batches([len(doc) for doc in docs])  # the stored lengths differ
     converge = run_all.max_steps("converge", "toy_mixed8_converge", "mixed", "spandec")
     assert converge == run_all.CONVERGE_EPOCHS * per_epoch
     cpu = run_all.max_steps("cpu", "toy_mixed8_converge", "mixed", "spandec")
