@@ -4,10 +4,11 @@ batcher: counted, not timed, so it can run beside a training.
 spacy-transformers' `update` cuts each doc into the config's strided spans,
 tokenizes them and pads every span of the batch to the longest one
 (`huggingface_tokenize(padding="longest")`); the encoder's cost grows with the
-padded length. This counts, over one epoch of a train set in the order the
-resumable trainer shuffles it (`spacy_spandec.train.train_batches`, epoch 0
-with --seed), the words, the wordpieces and the padded wordpieces of each
-batch, for the config's own `[training.batcher]` and for each --batcher given
+padded length. This counts, over one epoch of a train set as the resumable
+trainer reads it (`read_train_examples`: the config's reader, which
+re-tokenizes each text) and shuffles it (`train_batches`, epoch 0 with
+--seed), the words (spaCy tokens, as the trainer's words/s), the wordpieces
+and the padded wordpieces of each batch, for the config's own `[training.batcher]` and for each --batcher given
 as JSON overrides of it:
 
     python scripts/dev/padding.py configs/spandec.cfg corpus/conllpp_mixed128/train.spacy \
@@ -27,17 +28,19 @@ from run_info import report  # noqa: E402
 
 
 def batch_counts(batches: List[List[Any]], get_spans, tokenizer) -> Dict[str, Any]:
-    """Words, wordpieces and padded wordpieces per batch, summed and per step;
-    and how varied a step is: its samples and its gold mentions (deciles)."""
+    """Words, wordpieces and padded wordpieces per batch of Examples, summed
+    and per step; and how varied a step is: its samples and its gold mentions
+    (deciles)."""
     words, pieces, padded = 0, 0, 0
     for batch in batches:
-        texts = [span.text for spans in get_spans(batch) for span in spans]
+        docs = [eg.predicted for eg in batch]
+        texts = [span.text for spans in get_spans(docs) for span in spans]
         lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
-        words += sum(len(doc) for doc in batch)
+        words += sum(len(doc) for doc in docs)
         pieces += sum(lengths)
         padded += len(lengths) * max(lengths, default=0)
     samples = [len(batch) for batch in batches]
-    mentions = [sum(len(doc.ents) for doc in batch) for batch in batches]
+    mentions = [sum(len(eg.reference.ents) for eg in batch) for batch in batches]
     return {
         "steps": len(batches),
         "words": words,
@@ -68,22 +71,19 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
 
-    import spacy
-    from spacy.tokens import DocBin
     from spacy.util import load_config, registry
     from transformers import AutoTokenizer
 
     import spacy_spandec  # noqa: F401  (registers the encoder's name getter)
     import spacy_transformers  # noqa: F401  (registers the span getters)
-    from spacy_spandec.train import train_batches
+    from spacy_spandec.train import read_train_examples, train_batches
 
     config = load_config(args.config, interpolate=False)
     model = config["components"]["transformer"]["model"]
     name = registry.resolve({"name": model["name"]})["name"]
     get_spans = registry.resolve({"get_spans": model["get_spans"]})["get_spans"]
     tokenizer = AutoTokenizer.from_pretrained(str(name), **model.get("tokenizer_config", {}))
-    nlp = spacy.blank(config["nlp"]["lang"])
-    docs = list(DocBin().from_disk(args.train).get_docs(nlp.vocab))
+    examples = read_train_examples(args.config, args.train)
     settings = [dict(config["training"]["batcher"])]
     settings += [json.loads(text) for text in args.batcher]
     rows = []
@@ -92,7 +92,7 @@ def main() -> None:
         epoch = [
             batch
             for _, _, batch, _ in train_batches(
-                lambda _: docs, None, batcher, args.seed, max_epochs=1
+                lambda _: examples, None, batcher, args.seed, max_epochs=1
             )
         ]
         rows.append({"batcher": setting, **batch_counts(epoch, get_spans, tokenizer)})
@@ -102,8 +102,8 @@ def main() -> None:
     report(
         {
             "train": str(args.train),
-            "docs": len(docs),
-            "mean_words_per_doc": round(statistics.mean(len(doc) for doc in docs), 1),
+            "docs": len(examples),
+            "mean_words_per_doc": round(statistics.mean(len(eg) for eg in examples), 1),
             "rows": rows,
         },
         args.output,
