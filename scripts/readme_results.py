@@ -10,7 +10,9 @@ results/ablations/<dataset>_400/evaluate_<model>_<split>.json, the models of
 the converge budget in metrics/<dataset>_converge/<config>.json (a row per
 benchmark once one of them is evaluated) and on whole documents in
 results/convergence/<dataset>/evaluate_<config>_documents.json, the model
-trained on sentences and chunks in results/ablations/conllpp_400_mixed/, and the speed
+trained on sentences and chunks in results/ablations/conllpp_400_mixed/, the
+models trained so to convergence in padded batches in
+results/convergence/conllpp_mixed128/evaluate_<config>_<split>.json, and the speed
 ratios of the side-by-side benchmark in SPEED. A missing file leaves its cell
 at "–", never a copied number.
 
@@ -51,20 +53,39 @@ METRICS_FILES = {
     "SpanDec v1": "spandec",
     "SF-SpanDec v1": "sf_spandec",
 }
-CONVERGED = {"conllpp": "CoNLL++ sentences, converged", "bc5cdr": "BC5CDR, converged"}
 CONVERGED_FILES = {
     "spaCy `ner`": "spacy_ner",
     "token classification": "token_cls",
     "**SpanDec**": "spandec",
     "**SF-SpanDec**": "sf_spandec",
-}  # metrics/<dataset>_converge/: the default configs, trained to convergence
+}  # the configs trained to convergence, by their file names
+CONVERGED_ROWS = {
+    "CoNLL++ sentences, converged": "metrics/conllpp_converge/{}.json",
+    "BC5CDR, converged": "metrics/bc5cdr_converge/{}.json",
+    "CoNLL++ whole documents, converged, trained on sentences": (
+        "results/convergence/conllpp/evaluate_{}_documents.json"
+    ),
+}  # row label: the file of each config's test scores ({} = CONVERGED_FILES)
 CONVERGED_CAPTION = (
     'The "converged" rows train until dev F1 rises by less than 0.2 over two epochs, at most 10 '
     "epochs (`--budget converge`, metrics/<dataset>_converge/); curves: "
     "[results/convergence](results/convergence/)."
 )
-CONVERGED_DOCUMENTS = {"conllpp": "CoNLL++ whole documents, converged, trained on sentences"}
-# results/convergence/<dataset>/evaluate_<config>_documents.json: the converged models on documents
+MIXED_CONVERGED = Path("results/convergence/conllpp_mixed128")
+MIXED_CONVERGED_ROWS = {
+    "CoNLL++ sentences, converged, trained on sentences and chunks": (
+        f"{MIXED_CONVERGED.as_posix()}/evaluate_{{}}_sentences.json"
+    ),
+    "CoNLL++ whole documents, converged, trained on sentences and chunks": (
+        f"{MIXED_CONVERGED.as_posix()}/evaluate_{{}}_documents.json"
+    ),
+}
+MIXED_CONVERGED_CAPTION = (
+    'The "converged, trained on sentences and chunks" rows are every model trained to convergence '
+    "on `--granularity mixed --max-tokens 128` in batches of up to 600 padded tokens "
+    "(`spacy.batch_by_padded.v1`) instead of 32 samples: "
+    f"[{MIXED_CONVERGED.as_posix()}]({MIXED_CONVERGED.as_posix()}/)."
+)
 MIXED = Path("results/ablations/conllpp_400_mixed")  # evaluate_spandec_mixed128_<split>.json
 MIXED_BASELINE = Path("results/ablations/conllpp_400_recipe")  # evaluate_spandec_near_<split>.json
 MIXED_ROWS = {
@@ -106,6 +127,16 @@ def _evaluated(row: Dict[str, Optional[float]]) -> bool:
 
 def _cell(value: Optional[float]) -> str:
     return "–" if value is None else f"{value:.1f}"
+
+
+def _file_rows(root: Path, patterns: Dict[str, str]) -> Dict[str, Dict[str, Optional[float]]]:
+    """The rows of `patterns` (label: file pattern) that have a scored model."""
+    rows = {}
+    for label, pattern in patterns.items():
+        row = {column: _f1(root / pattern.format(name)) for column, name in CONVERGED_FILES.items()}
+        if _evaluated(row):
+            rows[label] = row
+    return rows
 
 
 def table(root: Path = ROOT) -> str:
@@ -150,18 +181,12 @@ def table(root: Path = ROOT) -> str:
         "| benchmark | " + " | ".join(COLUMNS) + " |",
         "|---|" + "---:|" * len(COLUMNS),
     ]
-    converged = {}
-    for dataset, label in CONVERGED.items():
-        row = _metrics_row(root / "metrics" / f"{dataset}_converge", CONVERGED_FILES)
-        if _evaluated(row):
-            converged[label] = row
-    for dataset, label in CONVERGED_DOCUMENTS.items():
-        folder = root / "results" / "convergence" / dataset
-        row = _metrics_row(folder, CONVERGED_FILES, "evaluate_{}_documents.json")
-        if _evaluated(row):
-            converged[label] = row
+    converged = _file_rows(root, CONVERGED_ROWS)
     if converged:
         lines[0] += " " + CONVERGED_CAPTION
+    mixed_converged = _file_rows(root, MIXED_CONVERGED_ROWS)
+    if mixed_converged:
+        lines[0] += " " + MIXED_CONVERGED_CAPTION
     mixed = {}
     for split, label in MIXED_ROWS.items():
         row = {"**SpanDec**": _f1(root / MIXED / f"evaluate_spandec_mixed128_{split}.json")}
@@ -170,7 +195,7 @@ def table(root: Path = ROOT) -> str:
     if mixed:
         lines[0] += " " + mixed_caption(root)
     labelled = list(zip(DATASETS.values(), rows)) + list(documents.items())
-    labelled += list(converged.items()) + list(mixed.items())
+    labelled += list(converged.items()) + list(mixed.items()) + list(mixed_converged.items())
     for label, row in labelled:
         cells = (_cell(row.get(column)) for column in COLUMNS)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")

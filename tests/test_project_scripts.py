@@ -466,6 +466,15 @@ def test_readme_results_table_reads_the_files_and_leaves_missing_cells_empty(tmp
     assert rows["BC5CDR, converged"] == "| BC5CDR, converged | – | – | – | – | – | – | 85.1 |"
     assert "CoNLL++ sentences, converged" not in rows
     assert "--budget converge" in block.splitlines()[0]
+    assert "padded tokens" not in block
+    mixed = tmp_path / "results" / "convergence" / "conllpp_mixed128"
+    mixed.mkdir(parents=True)
+    (mixed / "evaluate_spacy_ner_documents.json").write_text(json.dumps({"seqeval_f": 0.875}))
+    block, rows = table_rows(tmp_path)
+    label = "CoNLL++ whole documents, converged, trained on sentences and chunks"
+    assert rows[label] == f"| {label} | 87.5 | – | – | – | – | – | – |"
+    assert "CoNLL++ sentences, converged, trained on sentences and chunks" not in rows
+    assert "padded tokens" in block.splitlines()[0]
     readme = "intro\n<!-- results:start -->\nold\n<!-- results:end -->\nrest\n"
     assert (
         readme_results.render(readme, "new")
