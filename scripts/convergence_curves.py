@@ -9,8 +9,9 @@ evaluation, written by `python -m spacy_spandec train`), the checkpoint state
 (finished or not, and why) and metrics/<run>_converge/<config>.json (test
 scores from `spacy evaluate`, when they exist), and writes
 results/convergence/<run>/. The run is the dataset's name, or a run of
-another granularity such as `conllpp_mixed128` (`run_all.py --granularity`). training/ is not committed, so
-the JSON written here is the record: it copies every point of every curve.
+another granularity such as `conllpp_mixed128` (`run_all.py --granularity`).
+training/ is not committed, so the JSON written here is the record: it copies
+every point of every curve.
 A model still training is collected as far as it got; a model with no curve
 under training/ (a fresh checkout) is kept as the previous curves.json
 recorded it, with the date it was collected.

@@ -113,12 +113,9 @@ def _f1(path: Path) -> Optional[float]:
     return json.loads(path.read_text())["seqeval_f"] * 100 if path.exists() else None
 
 
-def _metrics_row(
-    folder: Path, files: Dict[str, str], pattern: str = "{}.json"
-) -> Dict[str, Optional[float]]:
-    """Test F1 of each column from `folder`/`pattern` (filled with the column's
-    file name), None where missing."""
-    return {column: _f1(folder / pattern.format(name)) for column, name in files.items()}
+def _metrics_row(folder: Path, files: Dict[str, str]) -> Dict[str, Optional[float]]:
+    """Test F1 of each column from `folder`/<its file name>.json, None where missing."""
+    return {column: _f1(folder / f"{name}.json") for column, name in files.items()}
 
 
 def _evaluated(row: Dict[str, Optional[float]]) -> bool:

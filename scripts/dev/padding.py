@@ -8,8 +8,8 @@ padded length. This counts, over one epoch of a train set as the resumable
 trainer reads it (`read_train_examples`: the config's reader, which
 re-tokenizes each text) and shuffles it (`train_batches`, epoch 0 with
 --seed), the words (spaCy tokens, as the trainer's words/s), the wordpieces
-and the padded wordpieces of each batch, for the config's own `[training.batcher]` and for each --batcher given
-as JSON overrides of it:
+and the padded wordpieces of each batch, for the config's own
+`[training.batcher]` and for each --batcher given as JSON overrides of it:
 
     python scripts/dev/padding.py configs/spandec.cfg corpus/conllpp_mixed128/train.spacy \
         --batcher '{"@batchers": "spacy.batch_by_padded.v1", "size": 500}' \
