@@ -16,7 +16,7 @@ import spacy
 from spacy.tokens import DocBin
 
 from conftest import TRAIN_DATA, assert_same_outputs, make_bert_nlp, make_examples
-from spacy_spandec.train import converged, param_keys, train_batches
+from spacy_spandec.train import converged, param_keys, read_train_examples, train_batches
 from test_default_threads import fresh_env
 
 STEPS = 10
@@ -172,6 +172,27 @@ def test_batches_from_a_step_are_those_of_a_run_from_the_start():
             list(train_batches(corpus, None, batcher, seed=1, max_epochs=3, start=start))
             == full[start:]
         )
+
+
+def test_train_examples_are_read_as_the_trainer_reads_them(tmp_path):
+    """The config's reader re-tokenizes a stored text with the config's
+    tokenizer (spaCy splits "Anglo-French" in three), unless gold_preproc keeps the
+    stored tokens: what a length batcher then sees."""
+    from spacy.tokens import Doc
+
+    words = ["Anglo-French", "talks", "ended", "."]
+    doc = Doc(spacy.blank("en").vocab, words=words, spaces=[True, True, False, False])
+    DocBin(docs=[doc]).to_disk(tmp_path / "train.spacy")
+    for gold_preproc, expected in ((False, 6), (True, 4)):
+        config = tmp_path / f"gold_preproc_{gold_preproc}.cfg"
+        config.write_text(
+            '[paths]\ntrain = null\n\n[nlp]\nlang = "en"\n\n[nlp.tokenizer]\n'
+            '@tokenizers = "spacy.Tokenizer.v1"\n\n[corpora]\n\n[corpora.train]\n'
+            '@readers = "spacy.Corpus.v1"\npath = ${paths.train}\n'
+            f"gold_preproc = {str(gold_preproc).lower()}\n"
+        )
+        (example,) = read_train_examples(config, tmp_path / "train.spacy")
+        assert example.reference.text == doc.text and len(example) == expected
 
 
 def test_spacy_ner_baseline_trains_and_records_its_curve(setup):
