@@ -110,15 +110,15 @@ def steps_per_epoch(config: str, run: str, sentences: bool = False) -> Optional[
     train_path = PROJECT_DIR / "corpus" / run / "train.spacy"
     if not train_path.exists():
         return None
-    samples, sentence_samples = counted_batches(trained_config(config), train_path)
+    samples, sentence_samples = counted_batches(config, train_path)
     return Fraction(sentence_samples if sentences else samples)
 
 
 @functools.lru_cache(maxsize=None)
-def counted_batches(config_path: Path, train_path: Path) -> Tuple[int, int]:
-    """Batches of the first epoch of the resumable trainer (`train_batches`,
-    seed 0) under the config at `config_path`, over the examples it reads
-    from `train_path` (`read_train_examples`: re-tokenized, so the lengths a
+def counted_batches(config: str, train_path: Path) -> Tuple[int, int]:
+    """Batches of the first epoch of the resumable trainer (`epoch_batches`,
+    seed 0) under `config`'s batcher, over the examples it reads from
+    `train_path` (`read_train_examples`: re-tokenized, so the lengths a
     padded batcher sees), and over the same text cut into its sentences;
     counted once per config and run, whichever budgets ask."""
     import tempfile
@@ -126,20 +126,19 @@ def counted_batches(config_path: Path, train_path: Path) -> Tuple[int, int]:
     from spacy.tokens import DocBin
     from spacy.util import registry
 
-    from spacy_spandec.train import read_train_examples, train_batches
+    from spacy_spandec.train import epoch_batches, read_train_examples
 
-    settings = Config().from_disk(config_path, interpolate=False)["training"]["batcher"]
-    batcher = registry.resolve({"batcher": settings})["batcher"]
-
-    def count(examples: List[Any]) -> int:
-        return sum(1 for _ in train_batches(lambda _: examples, None, batcher, 0, max_epochs=1))
-
-    examples = read_train_examples(config_path, train_path)
+    batcher = registry.resolve({"batcher": batcher_settings(config)})["batcher"]
+    examples = read_train_examples(trained_config(config), train_path)
     sentences = [s.as_doc() for eg in examples for s in corpus.doc_sentences(eg.reference)]
     with tempfile.TemporaryDirectory() as tmp:
         DocBin(docs=sentences, store_user_data=True).to_disk(Path(tmp) / "sentences.spacy")
-        sentence_examples = read_train_examples(config_path, Path(tmp) / "sentences.spacy")
-    return count(examples), count(sentence_examples)
+        sentence_examples = read_train_examples(
+            trained_config(config), Path(tmp) / "sentences.spacy"
+        )
+    return len(epoch_batches(examples, batcher, 0)), len(
+        epoch_batches(sentence_examples, batcher, 0)
+    )
 
 
 def max_steps(budget: str, run: str, granularity: str, config: str) -> Optional[int]:

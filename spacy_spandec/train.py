@@ -131,9 +131,7 @@ def train_batches(
         raise ValueError("The training corpus is empty.")
     step, epoch = 0, 0
     while max_epochs <= 0 or epoch < max_epochs:
-        order = list(examples)
-        random.Random(seed * 100003 + epoch).shuffle(order)
-        batches = list(batcher(order))
+        batches = epoch_batches(examples, batcher, seed, epoch)
         if step + len(batches) <= start:
             step += len(batches)
         else:
@@ -144,17 +142,31 @@ def train_batches(
         epoch += 1
 
 
-def read_train_examples(config_path: Path, train_path: Path) -> List[Example]:
+def epoch_batches(examples: List[Any], batcher: Callable, seed: int, epoch: int = 0) -> List[Any]:
+    """The batches of epoch `epoch` of `train_batches`: the examples shuffled
+    by random.Random(seed * 100003 + epoch), then batched."""
+    order = list(examples)
+    random.Random(seed * 100003 + epoch).shuffle(order)
+    return list(batcher(order))
+
+
+def read_train_examples(
+    config_path: Path, train_path: Path, nlp: Optional[Language] = None
+) -> List[Example]:
     """The examples that `train` reads from `train_path` under the config at
-    `config_path`: its [corpora.train] reader and the config's tokenizer, which
-    re-tokenizes each text unless gold_preproc. A batcher that counts tokens
-    (batch_by_padded, batch_by_words) makes the trainer's batches of these,
-    not of the stored docs."""
+    `config_path`: its `training.train_corpus` reader and the config's
+    tokenizer (or `nlp`'s, to update `nlp` with them), which re-tokenizes each
+    text unless gold_preproc. A batcher that counts tokens (batch_by_padded,
+    batch_by_words) makes the trainer's batches of these, not of the stored
+    docs."""
     config = load_config(config_path, overrides={"paths.train": str(train_path)}, interpolate=True)
-    tokenizer = {"nlp": {"tokenizer": config["nlp"]["tokenizer"]}}
-    nlp = spacy.blank(config["nlp"]["lang"], config=tokenizer)
-    reader = registry.resolve({"reader": config["corpora"]["train"]})["reader"]
-    return list(reader(nlp))
+    if nlp is None:
+        tokenizer = {"nlp": {"tokenizer": config["nlp"]["tokenizer"]}}
+        nlp = spacy.blank(config["nlp"]["lang"], config=tokenizer)
+    section = config  # the train_corpus section alone: the dev reader may have no path
+    for key in config["training"]["train_corpus"].split("."):
+        section = section[key]
+    return list(registry.resolve({"reader": section})["reader"](nlp))
 
 
 def _rng_state() -> Tuple[Dict[str, Any], Dict[str, numpy.ndarray]]:

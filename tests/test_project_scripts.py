@@ -56,7 +56,7 @@ def test_budgets_count_the_batches_of_a_length_batcher(tmp_path, monkeypatch):
         '[paths]\ntrain = null\n\n[nlp]\nlang = "en"\n\n[nlp.tokenizer]\n'
         '@tokenizers = "spacy.Tokenizer.v1"\n\n[corpora]\n\n[corpora.train]\n'
         '@readers = "spacy.Corpus.v1"\npath = ${paths.train}\ngold_preproc = false\n\n'
-        "[training]\n\n[training.batcher]\n"
+        '[training]\ntrain_corpus = "corpora.train"\n\n[training.batcher]\n'
         + "\n".join(f"{k} = {json.dumps(v)}" for k, v in batcher.items())
     )
     assert run_all.max_steps("converge", "toy_mixed8_converge", "mixed", "spandec") is None

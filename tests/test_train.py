@@ -16,7 +16,13 @@ import spacy
 from spacy.tokens import DocBin
 
 from conftest import TRAIN_DATA, assert_same_outputs, make_bert_nlp, make_examples
-from spacy_spandec.train import converged, param_keys, read_train_examples, train_batches
+from spacy_spandec.train import (
+    converged,
+    epoch_batches,
+    param_keys,
+    read_train_examples,
+    train_batches,
+)
 from test_default_threads import fresh_env
 
 STEPS = 10
@@ -177,7 +183,8 @@ def test_batches_from_a_step_are_those_of_a_run_from_the_start():
 def test_train_examples_are_read_as_the_trainer_reads_them(tmp_path):
     """The config's reader re-tokenizes a stored text with the config's
     tokenizer (spaCy splits "Anglo-French" in three), unless gold_preproc keeps the
-    stored tokens: what a length batcher then sees."""
+    stored tokens: what a length batcher then sees. Only the train reader is
+    built: the dev one may have no path yet."""
     from spacy.tokens import Doc
 
     words = ["Anglo-French", "talks", "ended", "."]
@@ -186,13 +193,29 @@ def test_train_examples_are_read_as_the_trainer_reads_them(tmp_path):
     for gold_preproc, expected in ((False, 6), (True, 4)):
         config = tmp_path / f"gold_preproc_{gold_preproc}.cfg"
         config.write_text(
-            '[paths]\ntrain = null\n\n[nlp]\nlang = "en"\n\n[nlp.tokenizer]\n'
-            '@tokenizers = "spacy.Tokenizer.v1"\n\n[corpora]\n\n[corpora.train]\n'
+            '[paths]\ntrain = null\ndev = null\n\n[nlp]\nlang = "en"\n\n[nlp.tokenizer]\n'
+            '@tokenizers = "spacy.Tokenizer.v1"\n\n[corpora]\n\n[corpora.dev]\n'
+            '@readers = "spacy.Corpus.v1"\npath = ${paths.dev}\n\n[corpora.train]\n'
             '@readers = "spacy.Corpus.v1"\npath = ${paths.train}\n'
-            f"gold_preproc = {str(gold_preproc).lower()}\n"
-        )
+            f"gold_preproc = {str(gold_preproc).lower()}\n\n"
+            '[training]\ntrain_corpus = "corpora.train"\n'
+        )  # a dev corpus without a path, as in configs/*.cfg before --paths.dev
         (example,) = read_train_examples(config, tmp_path / "train.spacy")
         assert example.reference.text == doc.text and len(example) == expected
+
+
+def test_an_epoch_of_the_lab_tools_is_the_trainers():
+    """run_all's budgets and the padding/profile tools batch one epoch with
+    `epoch_batches`; it must be the epoch the trainer takes."""
+    corpus = lambda nlp: list(range(10))  # noqa: E731
+    batcher = lambda items: [items[i : i + 3] for i in range(0, len(items), 3)]  # noqa: E731
+    full = list(train_batches(corpus, None, batcher, seed=1, max_epochs=2))
+    for epoch in (0, 1):
+        batches = [b[2] for b in full if b[1] == epoch]
+        assert epoch_batches(list(range(10)), batcher, seed=1, epoch=epoch) == batches
+    assert epoch_batches(list(range(10)), batcher, seed=1) != epoch_batches(
+        list(range(10)), batcher, seed=2
+    )
 
 
 def test_spacy_ner_baseline_trains_and_records_its_curve(setup):

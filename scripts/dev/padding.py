@@ -6,7 +6,7 @@ tokenizes them and pads every span of the batch to the longest one
 (`huggingface_tokenize(padding="longest")`); the encoder's cost grows with the
 padded length. This counts, over one epoch of a train set as the resumable
 trainer reads it (`read_train_examples`: the config's reader, which
-re-tokenizes each text) and shuffles it (`train_batches`, epoch 0 with
+re-tokenizes each text) and shuffles it (`epoch_batches`, epoch 0 with
 --seed), the words (spaCy tokens, as the trainer's words/s), the wordpieces
 and the padded wordpieces of each batch, for the config's own
 `[training.batcher]` and for each --batcher given as JSON overrides of it:
@@ -76,7 +76,7 @@ def main() -> None:
 
     import spacy_spandec  # noqa: F401  (registers the encoder's name getter)
     import spacy_transformers  # noqa: F401  (registers the span getters)
-    from spacy_spandec.train import read_train_examples, train_batches
+    from spacy_spandec.train import epoch_batches, read_train_examples
 
     config = load_config(args.config, interpolate=False)
     model = config["components"]["transformer"]["model"]
@@ -89,12 +89,7 @@ def main() -> None:
     rows = []
     for setting in settings:
         batcher = registry.resolve({"batcher": setting})["batcher"]
-        epoch = [
-            batch
-            for _, _, batch, _ in train_batches(
-                lambda _: examples, None, batcher, args.seed, max_epochs=1
-            )
-        ]
+        epoch = epoch_batches(examples, batcher, args.seed)
         rows.append({"batcher": setting, **batch_counts(epoch, get_spans, tokenizer)})
     base = rows[0]["padded_per_word"]
     for row in rows:

@@ -6,7 +6,7 @@ Each config is initialised from configs/<name>.cfg on the train set, warmed up,
 then timed over --steps updates (`nlp.update` with the config's optimizer and
 dropout, as `spacy train` does). The batches are those of the config's
 `[training.batcher]` over the first epoch of the resumable trainer
-(`spacy_spandec.train.train_batches`, seed 0), and the timed ones a seeded random sample of that epoch's
+(`spacy_spandec.train.epoch_batches`, seed 0), and the timed ones a seeded random sample of that epoch's
 batches: the same for every config with the same batcher, and a fair sample
 of a length-sorting batcher (`spacy.batch_by_padded.v1` yields each buffer's
 batches longest first).
@@ -140,12 +140,11 @@ def profile(spec: str, train: Path, warmup: int, steps: int, n_ops: int) -> Dict
     import spacy
     import torch
     from spacy.schemas import ConfigSchemaTraining
-    from spacy.training import Corpus
     from spacy.training.initialize import init_nlp
     from spacy.util import load_config, registry
 
     import spacy_spandec  # noqa: F401  (registers the factories)
-    from spacy_spandec.train import train_batches
+    from spacy_spandec.train import epoch_batches, read_train_examples
 
     config_name, _, settings = spec.partition(":")
     overrides: Dict[str, Any] = {"paths.train": str(train), "paths.dev": str(train)}
@@ -158,13 +157,8 @@ def profile(spec: str, train: Path, warmup: int, steps: int, n_ops: int) -> Dict
     nlp = init_nlp(config)
     training = registry.resolve(nlp.config.interpolate()["training"], schema=ConfigSchemaTraining)
     optimizer, dropout = training["optimizer"], training["dropout"]
-    examples = list(Corpus(str(train))(nlp))
-    epoch = [
-        batch
-        for _, _, batch, _ in train_batches(
-            lambda _: examples, nlp, training["batcher"], SEED, max_epochs=1
-        )
-    ]
+    examples = read_train_examples(PROJECT_DIR / "configs" / f"{config_name}.cfg", train, nlp)
+    epoch = epoch_batches(examples, training["batcher"], SEED)
     n_batches = warmup + steps + (OP_STEPS if n_ops else 0)
     batches = random.Random(SEED).sample(epoch, n_batches)
     timer = ShimTimer(torch_modules(nlp))
