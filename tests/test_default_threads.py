@@ -22,7 +22,14 @@ import torch
 
 from spacy_spandec.calibrate import write_settings
 
-from conftest import assert_same_outputs, make_bert_nlp, make_examples, train
+from conftest import (
+    EQUIVALENCE_TEXTS,
+    assert_same_outputs,
+    doc_outputs,
+    make_bert_nlp,
+    make_examples,
+    train,
+)
 
 TESTS = Path(__file__).resolve().parent
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -106,7 +113,11 @@ def served(tiny_bert_dir, tmp_path_factory) -> dict:
     assert (loaded.outside_bias, loaded.label_biases, loaded.temperature) == tuple(
         decoding.values()
     )
-    return run_fresh("serve", path, timeout=600)
+    served = run_fresh("serve", path, timeout=600)
+    # The same pipeline at this session's one thread, for the thread-count claim.
+    one_thread = spacy.load(path)
+    served["call_one_thread"] = [doc_outputs(one_thread(text)) for text in EQUIVALENCE_TEXTS]
+    return served
 
 
 def test_transformer_pipeline_runs_at_default_threads(served):
@@ -136,6 +147,14 @@ def test_every_way_to_run_the_transformer_pipeline_gives_the_same_output(served)
         # Same entities and spans; scores equal up to float32 rounding
         # (spacy-transformers pads each batch to its own longest doc).
         assert_same_outputs(reference, docs, name, atol=1e-6)
+
+
+def test_output_does_not_depend_on_the_thread_count(served):
+    """The same entities and spans at torch's default threads (the fresh
+    process, as users run) and at one thread (this session): multi-threaded
+    kernels may only change the scores' float rounding."""
+    assert torch.get_num_threads() == 1 < served["settings"]["threads"]
+    assert_same_outputs(served["runs"]["call"], served["call_one_thread"], "1 thread", atol=1e-5)
 
 
 def test_n_process_after_using_the_model_at_default_threads(served):
