@@ -33,10 +33,11 @@ def pytest_configure(config):
     # faster. Nothing is exported to the environment, so subprocesses run at
     # torch's default thread count, as users do: every claim about running the
     # pipeline is checked there (test_default_threads.py: pipe/call/batch
-    # sizes/to_bytes/pickle/reload/n_process/determinism, with calibrated
-    # offsets and temperature; the annotate and render CLIs; resumable
-    # training; the memory stream; the project smoke test). Scripts that import
-    # this module outside pytest are not affected either.
+    # sizes/to_bytes/pickle/reload/n_process/determinism and the same output
+    # as at one thread, with calibrated offsets and temperature; the annotate
+    # and render CLIs; resumable training; the memory stream; the project smoke
+    # test). Scripts that import this module outside pytest are not affected
+    # either.
     torch.set_num_threads(1)
 
 
