@@ -74,10 +74,10 @@ CONVERGED_CAPTION = (
 MIXED_CONVERGED = Path("results/convergence/conllpp_mixed128")
 MIXED_CONVERGED_ROWS = {
     "CoNLL++ sentences, converged, trained on sentences and chunks": (
-        f"{MIXED_CONVERGED.as_posix()}/evaluate_{{}}_sentences.json"
+        "results/convergence/conllpp_mixed128/evaluate_{}_sentences.json"
     ),
     "CoNLL++ whole documents, converged, trained on sentences and chunks": (
-        f"{MIXED_CONVERGED.as_posix()}/evaluate_{{}}_documents.json"
+        "results/convergence/conllpp_mixed128/evaluate_{}_documents.json"
     ),
 }
 MIXED_CONVERGED_CAPTION = (
