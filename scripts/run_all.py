@@ -13,24 +13,27 @@ spandec's training: it tunes spandec's O-logit offset on dev (in place) and
 makes sf_spandec from it. A failed assets/convert/train step skips
 the steps that need it; the others go on, and the exit status is 1 if anything failed.
 
-Sample granularity per dataset (`--granularity auto`): with the paper budget,
-CoNLL++ and OntoNotes 5 are packed into chunks of <= 74 tokens (the paper's
-~57-60 words per sample for them; 819 CoNLL++ test chunks vs. its 817),
-CrossNER and BC5CDR are plain sentences (MANIFEST.md). The cpu budget uses
-sentences everywhere unless `--granularity chunk` or `mixed` is given. Chunked
-and mixed runs live in their own folders, `<dataset>_chunk<N>` or
-`<dataset>_mixed<N>` (the project's `suffix` var), beside the sentence runs.
+Sample granularity per dataset (`--granularity auto`): the cpu and converge
+budgets train on the project's default (project.yml: `mixed`, chunks of up to
+128 tokens, half of them split into sentences; files without document marks,
+CrossNER and BC5CDR, give sentences); with the paper budget, CoNLL++ and
+OntoNotes 5 are packed into chunks of <= 74 tokens (the paper's ~57-60 words
+per sample for them; 819 CoNLL++ test chunks vs. its 817), CrossNER and BC5CDR
+are plain sentences (MANIFEST.md). Runs of another granularity than the
+project's default live in their own folders, `<dataset>_sentence`,
+`<dataset>_chunk<N>` or `<dataset>_mixed<N>` (the project's `suffix` var).
 
 Budgets (`training.max_steps`):
-  cpu   = CPU_STEPS steps of sentences per run, to show the whole pipeline works
-          on 2 cores; chunked and mixed runs get the same number of epochs, so
-          the same sentences: ceil(CPU_STEPS * steps per epoch / steps per
-          epoch of the same text as sentences);
+  cpu   = the text of CPU_STEPS batches of CPU_BATCH_SENTENCES sentences, to
+          show the whole pipeline works on 2 cores: ceil(CPU_STEPS *
+          CPU_BATCH_SENTENCES / train sentences * steps per epoch), which is
+          CPU_STEPS for batches of 32 sentences and the same sentences for
+          any other batcher or granularity;
   converge = trained by `train-resumable` (checkpoints; a rerun resumes) until
           dev F1 rises by less than 0.2 over two epochs, at most
           CONVERGE_EPOCHS: ceil(CONVERGE_EPOCHS * steps per epoch) steps, so
           the learning rate decays over those epochs; runs live in
-          `<dataset>[_mixed<N>]_converge` folders (corpus, training, metrics);
+          `<run>_converge` folders (corpus, training, metrics);
   paper = the paper's MiniLM schedule, 100 epochs: ceil(100 * steps per epoch).
 Steps per epoch come from the [training.batcher] of configs/<config>.cfg:
 train samples (corpus/<run>/stats.json) / size for a fixed-size
@@ -50,6 +53,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+import srsly
 from thinc.api import Config
 
 from spacy_spandec import corpus
@@ -71,10 +75,13 @@ GRANULARITY = {
 DATASET_STEPS = ["assets", "convert"]
 MODEL_STEPS = ["train", "calibrate", "evaluate", "evaluate-domains", "package"]
 CPU_STEPS = 400
+CPU_BATCH_SENTENCES = 32
 CONVERGE_EPOCHS = 10
 PAPER_EPOCHS = 100
 PAPER_BATCH_SAMPLES = 64  # the paper's global batch size
 PROJECT_DIR = Path(__file__).resolve().parents[1]
+# The project's defaults (granularity, max_tokens), owned by project.yml.
+PROJECT_VARS = srsly.read_yaml(PROJECT_DIR / "project.yml")["vars"]
 
 
 def trained_config(config: str) -> Path:
@@ -92,67 +99,70 @@ def batcher_settings(config: str) -> Dict[str, Any]:
     return {"@batchers": "spacy.batch_by_sequence.v1", "size": PAPER_BATCH_SAMPLES}
 
 
-def steps_per_epoch(config: str, run: str, sentences: bool = False) -> Optional[Fraction]:
-    """Batches in one epoch of corpus/<run>/train.spacy under `config`'s batcher,
-    or of the same text cut into its sentences. A fixed number of samples per
-    batch (spaCy's batch_by_sequence) divides the counts of stats.json; any
-    other batcher (e.g. batch_by_padded, whose batch size depends on the
-    lengths) is run over the examples the trainer reads (`counted_batches`).
-    None before `convert`."""
+def train_stats(run: str) -> Optional[Dict[str, Any]]:
+    """corpus/<run>/stats.json's train split; None before `convert`."""
+    stats_path = PROJECT_DIR / "corpus" / run / "stats.json"
+    if not stats_path.exists():
+        return None
+    return json.loads(stats_path.read_text())["splits"]["train"]
+
+
+def steps_per_epoch(config: str, run: str) -> Optional[Fraction]:
+    """Batches in one epoch of corpus/<run>/train.spacy under `config`'s batcher.
+    A fixed number of samples per batch (spaCy's batch_by_sequence) divides
+    the count of stats.json; any other batcher (e.g. batch_by_padded, whose
+    batch size depends on the lengths) is run over the examples the trainer
+    reads (`counted_batches`). None before `convert`."""
+    train = train_stats(run)
+    if train is None:
+        return None
     settings = batcher_settings(config)
     size = settings.get("size")
     if settings["@batchers"] == "spacy.batch_by_sequence.v1" and isinstance(size, int):
-        stats_path = PROJECT_DIR / "corpus" / run / "stats.json"
-        if not stats_path.exists():
-            return None
-        train = json.loads(stats_path.read_text())["splits"]["train"]
-        return Fraction(train["sentences" if sentences else "samples"], size)
-    train_path = PROJECT_DIR / "corpus" / run / "train.spacy"
-    if not train_path.exists():
-        return None
-    samples, sentence_samples = counted_batches(config, train_path)
-    return Fraction(sentence_samples if sentences else samples)
+        return Fraction(train["samples"], size)
+    return Fraction(counted_batches(config, PROJECT_DIR / "corpus" / run / "train.spacy"))
 
 
 @functools.lru_cache(maxsize=None)
-def counted_batches(config: str, train_path: Path) -> Tuple[int, int]:
+def counted_batches(config: str, train_path: Path) -> int:
     """Batches of the first epoch of the resumable trainer (`epoch_batches`,
     seed 0) under `config`'s batcher, over the examples it reads from
     `train_path` (`read_train_examples`: re-tokenized, so the lengths a
-    padded batcher sees), and over the same text cut into its sentences;
-    counted once per config and run, whichever budgets ask."""
-    import tempfile
-
-    from spacy.tokens import DocBin
+    padded batcher sees); counted once per config and run, whichever budgets
+    ask."""
     from spacy.util import registry
 
     from spacy_spandec.train import epoch_batches, read_train_examples
 
     batcher = registry.resolve({"batcher": batcher_settings(config)})["batcher"]
     examples = read_train_examples(trained_config(config), train_path)
-    sentences = [s.as_doc() for eg in examples for s in corpus.doc_sentences(eg.reference)]
-    with tempfile.TemporaryDirectory() as tmp:
-        DocBin(docs=sentences, store_user_data=True).to_disk(Path(tmp) / "sentences.spacy")
-        sentence_examples = read_train_examples(
-            trained_config(config), Path(tmp) / "sentences.spacy"
-        )
-    return len(epoch_batches(examples, batcher, 0)), len(
-        epoch_batches(sentence_examples, batcher, 0)
-    )
+    return len(epoch_batches(examples, batcher, 0))
 
 
-def max_steps(budget: str, run: str, granularity: str, config: str) -> Optional[int]:
+def max_steps(budget: str, run: str, config: str) -> Optional[int]:
     """Training steps for a budget; None if the corpus it needs does not
     exist yet (dry runs before `convert`)."""
-    if budget == "cpu" and granularity == "sentence":
-        return CPU_STEPS
     epoch = steps_per_epoch(config, run)
     if epoch is None:
         return None
     if budget == "cpu":
-        return math.ceil(CPU_STEPS * epoch / steps_per_epoch(config, run, sentences=True))
+        sentences = train_stats(run)["sentences"]
+        return math.ceil(Fraction(CPU_STEPS * CPU_BATCH_SENTENCES, sentences) * epoch)
     epochs = CONVERGE_EPOCHS if budget == "converge" else PAPER_EPOCHS
     return math.ceil(epochs * epoch)
+
+
+def run_folder(dataset: str, granularity: str, max_tokens: int) -> Tuple[str, Dict[str, Any]]:
+    """The suffix of a run's folders and the project vars that make its
+    samples: none for the project's default granularity, else e.g.
+    `_sentence` or `_chunk74`, so runs of several granularities sit side by side."""
+    default = (PROJECT_VARS["granularity"], PROJECT_VARS["max_tokens"])
+    variables: Dict[str, Any] = {"dataset": dataset, "granularity": granularity}
+    if granularity != "sentence":
+        variables["max_tokens"] = max_tokens
+    if (granularity, max_tokens) == default:
+        return "", variables
+    return f"_{granularity}{max_tokens if granularity != 'sentence' else ''}", variables
 
 
 def run_step(step: str, variables: Dict[str, Any], force: bool, dry_run: bool) -> Dict[str, Any]:
@@ -223,11 +233,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--granularity",
         choices=["auto", "sentence", "chunk", "mixed"],
         default="auto",
-        help="auto: chunks for CoNLL++/OntoNotes with the paper budget, else sentences; "
-        "mixed: half the training chunks whole, the rest as sentences (dev/test: sentences)",
+        help="auto: the project's default (mixed) with the cpu and converge budgets, the "
+        "paper's chunks for CoNLL++/OntoNotes and sentences for the others with the paper "
+        "budget; mixed: half the training chunks whole, the rest as sentences (dev/test: "
+        "sentences)",
     )
     parser.add_argument(
-        "--max-tokens", type=int, default=74, help="chunk size in tokens (chunk, mixed)"
+        "--max-tokens",
+        type=int,
+        default=None,
+        help="chunk size in tokens (chunk, mixed); default: the project's for its default "
+        f"granularity, else the paper's {corpus.DEFAULT_MAX_TOKENS}",
     )
     parser.add_argument(
         "--steps",
@@ -279,18 +295,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     for dataset in args.datasets:
         granularity = args.granularity
         if granularity == "auto":
-            granularity = GRANULARITY[dataset] if args.budget == "paper" else "sentence"
-        suffix = f"_{granularity}{args.max_tokens}" if granularity != "sentence" else ""
+            paper = args.budget == "paper"
+            granularity = GRANULARITY[dataset] if paper else PROJECT_VARS["granularity"]
+        max_tokens = args.max_tokens
+        if max_tokens is None:
+            default = granularity == PROJECT_VARS["granularity"]
+            max_tokens = PROJECT_VARS["max_tokens"] if default else corpus.DEFAULT_MAX_TOKENS
+        suffix, base = run_folder(dataset, granularity, max_tokens)
         suffix += "_converge" if args.budget == "converge" else ""
         name = dataset + suffix  # the project's ${vars.run}: folder of this run's files
-        base = {
-            "dataset": dataset,
-            "granularity": granularity,
-            "limit": args.limit,
-            "gpu_id": args.gpu_id,
-        }
-        if granularity != "sentence":
-            base["max_tokens"] = args.max_tokens
+        base.update(limit=args.limit, gpu_id=args.gpu_id)
         if suffix:
             base["suffix"] = suffix
         if not all(
@@ -298,7 +312,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         ):
             continue
         for config in model_configs(args.configs):
-            steps = max_steps(args.budget, name, granularity, config)
+            steps = max_steps(args.budget, name, config)
             variables = {
                 **base,
                 "config": config,

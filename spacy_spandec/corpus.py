@@ -328,13 +328,17 @@ def source_docs(
     trained on it meets entities both alone in their sentence and among the
     neighbouring sentences of a multi-window document, as `nlp(article)`
     gives them, while every token is still seen once per epoch. The choice is
-    seeded by the document's name, so a conversion is reproducible."""
+    seeded by the document's name, so a conversion is reproducible.
+
+    Chunks never cross documents, so a file without document marks (CrossNER,
+    BC5CDR), whose documents are unknown, gives sentences at every granularity:
+    `mixed` is a safe default for any benchmark."""
     if granularity not in GRANULARITIES:
         raise ValueError(f"Unknown granularity {granularity!r}; expected one of {GRANULARITIES}.")
     for raw in source.read():
         name = f"{source.name}#{raw.index}"
         doc_id = None if raw.index is None else name
-        if granularity == "sentence":
+        if granularity == "sentence" or raw.index is None:
             samples: Iterable[List[Sentence]] = ([s] for s in raw.sentences)
         elif granularity == "chunk":
             samples = pack_sentences(raw.sentences, max_tokens)

@@ -179,6 +179,20 @@ def test_chunks_never_cross_documents(tmp_path):
     assert [len(d) for d in small] == [5, 2, 5]
 
 
+@pytest.mark.parametrize("granularity", ["chunk", "mixed"])
+def test_a_file_without_document_marks_gives_sentences(tmp_path, granularity):
+    """CrossNER and BC5CDR files mark no documents: packing their sentences
+    would make chunks across unknown documents, so every granularity, the
+    project's default `mixed` included, gives their sentences."""
+    source = Source("t/train", write(tmp_path / "t.txt", TSV), read_tsv)
+    docs = list(source_docs(Vocab(), source, granularity, max_tokens=1000))
+    sentences = list(source_docs(Vocab(), source, "sentence"))
+    assert [d.text for d in docs] == [d.text for d in sentences] and len(docs) == 2
+    assert [[(e.text, e.label_) for e in d.ents] for d in docs] == [
+        [(e.text, e.label_) for e in d.ents] for d in sentences
+    ]
+
+
 def test_mixed_keeps_some_chunks_whole_and_splits_the_rest(tmp_path):
     # 40 documents of four two-token sentences, packed into chunks of two sentences
     text = "".join(

@@ -19,21 +19,36 @@ import run_all  # noqa: E402
 
 def write_stats(root: Path, run: str, samples: int, sentences: int) -> None:
     path = root / "corpus" / run / "stats.json"
-    path.parent.mkdir(parents=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"splits": {"train": {"samples": samples, "sentences": sentences}}}))
 
 
-def test_cpu_budget_gives_chunked_runs_the_same_sentences(tmp_path, monkeypatch):
+def write_config(root: Path, batcher: dict) -> None:
+    """A configs/spandec.cfg that reads a train corpus with spaCy's English
+    tokenizer and batches it with `batcher`."""
+    (root / "configs").mkdir(exist_ok=True)
+    (root / "configs" / "spandec.cfg").write_text(
+        '[paths]\ntrain = null\n\n[nlp]\nlang = "en"\n\n[nlp.tokenizer]\n'
+        '@tokenizers = "spacy.Tokenizer.v1"\n\n[corpora]\n\n[corpora.train]\n'
+        '@readers = "spacy.Corpus.v1"\npath = ${paths.train}\ngold_preproc = false\n\n'
+        '[training]\ntrain_corpus = "corpora.train"\n\n[training.batcher]\n'
+        + "\n".join(f"{k} = {json.dumps(v)}" for k, v in batcher.items())
+    )
+
+
+def test_cpu_budget_covers_the_text_of_400_batches_of_32_sentences(tmp_path, monkeypatch):
     monkeypatch.setattr(run_all, "PROJECT_DIR", tmp_path)
-    assert run_all.max_steps("cpu", "conllpp", "sentence", "spandec") == run_all.CPU_STEPS
-    # Chunks are counted only after convert: no stats, no step count yet.
-    assert run_all.max_steps("cpu", "conllpp_chunk74", "chunk", "spandec") is None
+    write_config(tmp_path, {"@batchers": "spacy.batch_by_sequence.v1", "size": 32})
+    # Counted only after convert: no stats, no step count yet.
+    assert run_all.max_steps("cpu", "conllpp_sentence", "spandec") is None
+    write_stats(tmp_path, "conllpp_sentence", samples=14041, sentences=14041)
+    assert run_all.max_steps("cpu", "conllpp_sentence", "spandec") == run_all.CPU_STEPS
     write_stats(tmp_path, "conllpp_chunk74", samples=3700, sentences=14041)
-    steps = run_all.max_steps("cpu", "conllpp_chunk74", "chunk", "spandec")
+    steps = run_all.max_steps("cpu", "conllpp_chunk74", "spandec")
     assert steps == -(-run_all.CPU_STEPS * 3700 // 14041)
     assert steps * 14041 >= run_all.CPU_STEPS * 3700
-    paper = run_all.max_steps("paper", "conllpp_chunk74", "chunk", "spandec")
-    assert paper == -(-run_all.PAPER_EPOCHS * 3700 // run_all.PAPER_BATCH_SAMPLES)
+    paper = run_all.max_steps("paper", "conllpp_chunk74", "spandec")
+    assert paper == -(-run_all.PAPER_EPOCHS * 3700 // 32)
 
 
 def test_budgets_count_the_batches_of_a_length_batcher(tmp_path, monkeypatch):
@@ -49,17 +64,10 @@ def test_budgets_count_the_batches_of_a_length_batcher(tmp_path, monkeypatch):
     monkeypatch.setattr(run_all, "PROJECT_DIR", tmp_path)
     run_all.counted_batches.cache_clear()
     # One buffer holds the whole toy train set: the count does not depend on its order.
-    (tmp_path / "configs").mkdir()
     batcher = {"@batchers": "spacy.batch_by_padded.v1", "size": 40, "buffer": 256}
     batcher.update(discard_oversize=False, get_length=None)
-    (tmp_path / "configs" / "spandec.cfg").write_text(
-        '[paths]\ntrain = null\n\n[nlp]\nlang = "en"\n\n[nlp.tokenizer]\n'
-        '@tokenizers = "spacy.Tokenizer.v1"\n\n[corpora]\n\n[corpora.train]\n'
-        '@readers = "spacy.Corpus.v1"\npath = ${paths.train}\ngold_preproc = false\n\n'
-        '[training]\ntrain_corpus = "corpora.train"\n\n[training.batcher]\n'
-        + "\n".join(f"{k} = {json.dumps(v)}" for k, v in batcher.items())
-    )
-    assert run_all.max_steps("converge", "toy_mixed8_converge", "mixed", "spandec") is None
+    write_config(tmp_path, batcher)
+    assert run_all.max_steps("converge", "toy_mixed8_converge", "spandec") is None
     vocab = Vocab()
     docs, lengths_read = [], []
     for i in range(30):  # chunks of 2-4 sentences and single sentences, 3-9 words each
@@ -71,36 +79,43 @@ def test_budgets_count_the_batches_of_a_length_batcher(tmp_path, monkeypatch):
     path = tmp_path / "corpus" / "toy_mixed8_converge" / "train.spacy"
     path.parent.mkdir(parents=True)
     DocBin(docs=docs).to_disk(path)
+    n_sentences = sum(len(lengths) for lengths in lengths_read)
+    write_stats(tmp_path, "toy_mixed8_converge", samples=len(docs), sentences=n_sentences)
 
     def batches(lengths):
         samples = [Doc(vocab, words=["x"] * n) for n in lengths]
         return len(list(registry.resolve({"b": batcher})["b"](samples)))
 
     per_epoch = batches([sum(lengths) for lengths in lengths_read])
-    sentences = batches([n for lengths in lengths_read for n in lengths])
     assert per_epoch != batches([len(doc) for doc in docs])  # the stored lengths differ
-    converge = run_all.max_steps("converge", "toy_mixed8_converge", "mixed", "spandec")
+    converge = run_all.max_steps("converge", "toy_mixed8_converge", "spandec")
     assert converge == run_all.CONVERGE_EPOCHS * per_epoch
-    cpu = run_all.max_steps("cpu", "toy_mixed8_converge", "mixed", "spandec")
-    assert cpu == -(-run_all.CPU_STEPS * per_epoch // sentences)
+    # The CPU budget: the share of an epoch that 400 batches of 32 sentences read.
+    cpu = run_all.max_steps("cpu", "toy_mixed8_converge", "spandec")
+    assert cpu == -(-run_all.CPU_STEPS * run_all.CPU_BATCH_SENTENCES * per_epoch // n_sentences)
 
 
-def test_dry_run_puts_chunked_runs_in_their_own_folders(capsys):
-    assert run_all.main(["--datasets", "conllpp", "--granularity", "chunk", "--dry-run"]) == 0
+@pytest.mark.parametrize(
+    "options,suffix,samples",
+    [
+        ([], None, "mixed 128"),  # project.yml's default: plain folders
+        (["--granularity", "mixed", "--max-tokens", "128"], None, "mixed 128"),
+        (["--granularity", "chunk"], "_chunk74", "chunk 74"),
+        (["--granularity", "mixed", "--max-tokens", "64"], "_mixed64", "mixed 64"),
+        (["--granularity", "sentence"], "_sentence", "sentence"),
+    ],
+)
+def test_dry_run_puts_other_granularities_in_their_own_folders(options, suffix, samples, capsys):
+    assert run_all.main(["--datasets", "conllpp", "--dry-run"] + options) == 0
     commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
-    assert commands and all(
-        "--vars.suffix=_chunk74" in c and "--vars.granularity=chunk" in c for c in commands
-    )
-    args = ["--datasets", "conllpp", "--granularity", "mixed", "--max-tokens", "128", "--dry-run"]
-    assert run_all.main(args) == 0
-    commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
-    assert commands and all(
-        "--vars.suffix=_mixed128" in c and "--vars.granularity=mixed" in c for c in commands
-    )
-    assert run_all.main(["--datasets", "conllpp", "--dry-run", "--steps", "train"]) == 0
-    commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
-    assert commands and not any("suffix" in c for c in commands)
-    assert all("--vars.max_steps=400" in c for c in commands)
+    granularity, *max_tokens = samples.split()
+    assert commands
+    for command in (c + " " for c in commands):
+        assert f"--vars.granularity={granularity} " in command
+        assert ("--vars.max_tokens=" in command) == bool(max_tokens)
+        assert all(f"--vars.max_tokens={n} " in command for n in max_tokens)
+        assert ("--vars.suffix=" in command) == bool(suffix)
+        assert suffix is None or f"--vars.suffix={suffix} " in command
 
 
 def test_converge_budget_trains_resumably_in_its_own_folders(tmp_path, monkeypatch, capsys):
@@ -108,7 +123,7 @@ def test_converge_budget_trains_resumably_in_its_own_folders(tmp_path, monkeypat
     stats = tmp_path / "corpus" / "bc5cdr_converge" / "stats.json"
     stats.parent.mkdir(parents=True)
     stats.write_text(json.dumps({"splits": {"train": {"samples": 4560, "sentences": 4560}}}))
-    steps = run_all.max_steps("converge", "bc5cdr_converge", "sentence", "spandec")
+    steps = run_all.max_steps("converge", "bc5cdr_converge", "spandec")
     assert steps == -(-run_all.CONVERGE_EPOCHS * 4560 // run_all.PAPER_BATCH_SAMPLES)
     assert (
         run_all.main(
@@ -126,13 +141,13 @@ def test_converge_budget_trains_resumably_in_its_own_folders(tmp_path, monkeypat
         assert f"--vars.eval_frequency={steps // 20}" in command
 
 
-def test_converge_curves_of_a_mixed_run_are_collected_from_its_own_folders(capsys):
-    argv = ["--datasets", "conllpp", "--budget", "converge", "--granularity", "mixed"]
-    argv += ["--max-tokens", "128", "--dry-run", "--steps", "evaluate"]
+def test_converge_curves_of_another_granularity_are_collected_from_its_own_folders(capsys):
+    argv = ["--datasets", "conllpp", "--budget", "converge", "--granularity", "sentence"]
+    argv += ["--dry-run", "--steps", "evaluate"]
     assert run_all.main(argv) == 0
     commands = [line for line in capsys.readouterr().out.splitlines() if line.startswith("$ ")]
     curves = [c for c in commands if " convergence-curves " in c]
-    assert len(curves) == 1 and "--vars.suffix=_mixed128_converge" in curves[0]
+    assert len(curves) == 1 and "--vars.suffix=_sentence_converge" in curves[0]
 
 
 def test_results_table_has_one_row_per_run_and_model(tmp_path):
