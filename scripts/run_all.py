@@ -7,8 +7,9 @@ calls this, which calls `spacy project run STEP . --vars.dataset=X
 step whose deps and outputs are unchanged is skipped and recorded as such);
 `--force` reruns everything.
 
-Per dataset: assets, convert; then per variant: train, evaluate,
-evaluate-domains (CrossNER only), package. `calibrate` runs right after
+Per dataset: assets, convert, convert-documents (CoNLL++ and OntoNotes 5,
+whose files mark documents); then per variant: train, evaluate,
+evaluate-documents (the same two), evaluate-domains (CrossNER only), package. `calibrate` runs right after
 spandec's training: it tunes spandec's O-logit offset on dev (in place) and
 makes sf_spandec from it. A failed assets/convert/train step skips
 the steps that need it; the others go on, and the exit status is 1 if anything failed.
@@ -72,8 +73,18 @@ GRANULARITY = {
     "crossner": "sentence",
     "bc5cdr": "sentence",
 }
-DATASET_STEPS = ["assets", "convert"]
-MODEL_STEPS = ["train", "calibrate", "evaluate", "evaluate-domains", "package"]
+# The benchmarks whose files mark documents: their test set is also scored as
+# whole documents (`convert-documents`, `evaluate-documents`).
+DOCUMENTS = ("conllpp", "ontonotes5")
+DATASET_STEPS = ["assets", "convert", "convert-documents"]
+MODEL_STEPS = [
+    "train",
+    "calibrate",
+    "evaluate",
+    "evaluate-documents",
+    "evaluate-domains",
+    "package",
+]
 CPU_STEPS = 400
 CPU_BATCH_SENTENCES = 32
 CONVERGE_EPOCHS = 10
@@ -307,9 +318,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         base.update(limit=args.limit, gpu_id=args.gpu_id)
         if suffix:
             base["suffix"] = suffix
-        if not all(
-            run(f"{name}/-/{step}", step, base) for step in DATASET_STEPS if step in args.steps
-        ):
+        dataset_steps = [
+            step
+            for step in DATASET_STEPS
+            if step in args.steps and (step != "convert-documents" or dataset in DOCUMENTS)
+        ]
+        if not all(run(f"{name}/-/{step}", step, base) for step in dataset_steps):
             continue
         for config in model_configs(args.configs):
             steps = max_steps(args.budget, name, config)
@@ -327,6 +341,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             requested = config in args.configs
             for step in MODEL_STEPS:
                 if step not in args.steps or (step == "evaluate-domains" and dataset != "crossner"):
+                    continue
+                if step == "evaluate-documents" and dataset not in DOCUMENTS:
                     continue
                 if step in ("train", "calibrate") and config == "sf_spandec":
                     continue  # sf_spandec is made from spandec by `calibrate`, never trained

@@ -208,6 +208,18 @@ def test_dry_run_of_one_benchmark_and_sf_variant_trains_the_model_it_calibrates(
     assert not any(cfg == "--vars.config=token_cls" for _, cfg in steps)
 
 
+@pytest.mark.parametrize("dataset,documents", [("conllpp", True), ("bc5cdr", False)])
+def test_benchmarks_that_mark_documents_are_also_scored_as_whole_documents(
+    dataset, documents, capsys
+):
+    assert run_all.main(["--datasets", dataset, "--configs", "spandec", "--dry-run"]) == 0
+    steps = [line.split()[6] for line in capsys.readouterr().out.splitlines() if line[:2] == "$ "]
+    assert ("convert-documents" in steps) == ("evaluate-documents" in steps) == documents
+    if documents:
+        assert steps.index("convert") < steps.index("convert-documents") < steps.index("train")
+        assert steps.index("evaluate") < steps.index("evaluate-documents")
+
+
 def test_project_all_command_passes_the_benchmark_and_variant_vars():
     import srsly
 
