@@ -1,20 +1,14 @@
 """Write the README's results table from the committed result files.
 
-The table between the README's `<!-- results:start -->` and
-`<!-- results:end -->` markers is made here and nowhere else: test seqeval F1
-from metrics/<dataset>/<config>.json (written by `spacy evaluate`), the
-sentences-vs-documents run in results/positions/conllpp_400.json, and the
-`spacy evaluate` outputs of the default recipe (and, for OntoNotes documents,
-of token classification) in
-results/ablations/<dataset>_400/evaluate_<model>_<split>.json, the models of
-the converge budget in metrics/<dataset>_converge/<config>.json (a row per
-benchmark once one of them is evaluated) and on whole documents in
-results/convergence/<dataset>/evaluate_<config>_documents.json, the model
-trained on sentences and chunks in results/ablations/conllpp_400_mixed/, the
-models trained so to convergence in padded batches in
-results/convergence/conllpp_mixed128/evaluate_<config>_<split>.json, and the speed
-ratios of the side-by-side benchmark in SPEED. A missing file leaves its cell
-at "–", never a copied number.
+The block between the README's `<!-- results:start -->` and
+`<!-- results:end -->` markers is made here and nowhere else: one table of
+test seqeval F1, the default recipe's rows first (metrics/<dataset>/<config>.json
+and <config>_documents.json from the project's `evaluate` and
+`evaluate-documents`; the converged models in results/convergence/), then the
+rows of the earlier recipe, sentences in batches of 32, kept for comparison;
+then the speed ratios of the side-by-side benchmark in SPEED. A row is shown
+once one of its files exists; a missing file leaves its cell at "–", never a
+copied number.
 
     python scripts/readme_results.py           # rewrite the block in README.md
     python scripts/readme_results.py --check   # exit 1 if the block is stale
@@ -24,195 +18,127 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-COLUMNS = [
-    "spaCy `ner`",
-    "token classification",
-    "SpanDec v1",
-    "SF-SpanDec v1",
-    "SpanDec v2, paper loss",
-    "**SpanDec**",
-    "**SF-SpanDec**",
-]
-DEFAULT = {
-    "**SpanDec**": "spandec",
-    "**SF-SpanDec**": "sf_spandec",
-}  # results/ablations/<dataset>_400/
-DATASETS = {
-    "conllpp": "CoNLL++ sentences",
-    "bc5cdr": "BC5CDR",
-    "crossner": "CrossNER (5 domains)",
-    "ontonotes5": "OntoNotes 5",
-}
-METRICS_FILES = {
-    "spaCy `ner`": "spacy_ner",
-    "token classification": "token_cls",
-    "SpanDec v1": "spandec",
-    "SF-SpanDec v1": "sf_spandec",
-}
-CONVERGED_FILES = {
+COLUMNS = {
     "spaCy `ner`": "spacy_ner",
     "token classification": "token_cls",
     "**SpanDec**": "spandec",
     "**SF-SpanDec**": "sf_spandec",
-}  # the configs trained to convergence, by their file names
-CONVERGED_ROWS = {
+}  # column: the config's file name
+# A row is a path pattern ({} = the column's file name) or a path per column;
+# "file.json#a/b" is the seqeval F1 (in percent) under a/b of a results file.
+Row = Union[str, Dict[str, str]]
+MIXED_CONVERGED = "results/convergence/conllpp_mixed128"
+DEFAULT_ROWS: Dict[str, Row] = {
+    "CoNLL++ sentences": "metrics/conllpp/{}.json",
+    "CoNLL++ whole documents": "metrics/conllpp/{}_documents.json",
+    "BC5CDR": "metrics/bc5cdr/{}.json",
+    "OntoNotes 5 sentences": "metrics/ontonotes5/{}.json",
+    "OntoNotes 5 whole documents": "metrics/ontonotes5/{}_documents.json",
+    "CrossNER (5 domains)": "metrics/crossner/{}.json",
+    "CoNLL++ sentences, converged": MIXED_CONVERGED + "/evaluate_{}_sentences.json",
+    "CoNLL++ whole documents, converged": MIXED_CONVERGED + "/evaluate_{}_documents.json",
+}
+EARLIER = "results/archive/metrics_400_sentences32"
+EARLIER_ROWS: Dict[str, Row] = {
+    "CoNLL++ sentences": {
+        "spaCy `ner`": EARLIER + "/conllpp/spacy_ner.json",
+        "token classification": EARLIER + "/conllpp/token_cls.json",
+        "**SpanDec**": "results/ablations/conllpp_400_recipe/evaluate_spandec_near_sentences.json",
+    },
+    "CoNLL++ whole documents": {
+        "token classification": "results/positions/conllpp_400.json#test/token_cls/documents",
+        "**SpanDec**": "results/ablations/conllpp_400_recipe/evaluate_spandec_near_documents.json",
+    },
+    "BC5CDR": {
+        "spaCy `ner`": EARLIER + "/bc5cdr/spacy_ner.json",
+        "token classification": EARLIER + "/bc5cdr/token_cls.json",
+        "**SpanDec**": "results/ablations/bc5cdr_400/evaluate_spandec_near_sentences.json",
+    },
+    "OntoNotes 5 sentences": {
+        "spaCy `ner`": EARLIER + "/ontonotes5/spacy_ner.json",
+        "token classification": EARLIER + "/ontonotes5/token_cls.json",
+        "**SpanDec**": "results/ablations/ontonotes5_400/evaluate_spandec_sentences.json",
+        "**SF-SpanDec**": "results/ablations/ontonotes5_400/evaluate_sf_spandec_sentences.json",
+    },
+    "OntoNotes 5 whole documents": "results/ablations/ontonotes5_400/evaluate_{}_documents.json",
+    "CrossNER (5 domains)": {"token classification": EARLIER + "/crossner/token_cls.json"},
     "CoNLL++ sentences, converged": "metrics/conllpp_converge/{}.json",
+    "CoNLL++ whole documents, converged": "results/convergence/conllpp/evaluate_{}_documents.json",
     "BC5CDR, converged": "metrics/bc5cdr_converge/{}.json",
-    "CoNLL++ whole documents, converged, trained on sentences": (
-        "results/convergence/conllpp/evaluate_{}_documents.json"
-    ),
-}  # row label: the file of each config's test scores ({} = CONVERGED_FILES)
-CONVERGED_CAPTION = (
-    'The "converged" rows train until dev F1 rises by less than 0.2 over two epochs, at most 10 '
-    "epochs (`--budget converge`, metrics/<dataset>_converge/); curves: "
-    "[results/convergence](results/convergence/)."
-)
-MIXED_CONVERGED = Path("results/convergence/conllpp_mixed128")
-MIXED_CONVERGED_ROWS = {
-    "CoNLL++ sentences, converged, trained on sentences and chunks": (
-        "results/convergence/conllpp_mixed128/evaluate_{}_sentences.json"
-    ),
-    "CoNLL++ whole documents, converged, trained on sentences and chunks": (
-        "results/convergence/conllpp_mixed128/evaluate_{}_documents.json"
-    ),
 }
-MIXED_CONVERGED_CAPTION = (
-    'The "converged, trained on sentences and chunks" rows are every model trained to convergence '
-    "on `--granularity mixed --max-tokens 128` in batches of up to 600 padded tokens "
-    "(`spacy.batch_by_padded.v1`) instead of 32 samples: "
-    f"[{MIXED_CONVERGED.as_posix()}]({MIXED_CONVERGED.as_posix()}/)."
-)
-MIXED = Path("results/ablations/conllpp_400_mixed")  # evaluate_spandec_mixed128_<split>.json
-MIXED_BASELINE = Path("results/ablations/conllpp_400_recipe")  # evaluate_spandec_near_<split>.json
-MIXED_ROWS = {
-    "sentences": "CoNLL++ sentences, trained on sentences and chunks",
-    "documents": "CoNLL++ whole documents, trained on sentences and chunks",
-}
-POSITIONS = Path("results/positions/conllpp_400.json")
-ABLATIONS = Path("results/ablations")  # <dataset>_400/evaluate_<model>_<split>.json
 SPEED = Path("results/benchmark/conllpp/benchmark.json")  # the v1 models beside the baselines
 SPEED_DEFAULTS = Path(
     "results/benchmark/conllpp_positions/benchmark.json"
 )  # v2 (the defaults) and v1
 CAPTION = (
-    "Test seqeval F1 (%) after 400 steps of 32 sentences on the offline MiniLM-L6 encoder, 2-core CPU. "
-    "**SpanDec** and **SF-SpanDec** are SpanDecoder.v2 with every O span in the loss, weighted 0.3 (the "
-    "default until O spans far from gold were sampled, session 18), no O offset, SF threshold tuned on dev: "
-    "[results/ablations](results/ablations/). The v1 columns are "
-    '`metrics/<dataset>/` (window positions, O offset tuned on dev); "v2, paper loss" is '
-    "[results/positions](results/positions/conllpp_400.json) (plain mean over spans, no O offset). "
-    "Commands, dates and machines: [results/README.md](results/README.md)."
+    "Test seqeval F1 (%) on the offline MiniLM-L6 encoder, 2-core CPU, no O offset (SF threshold "
+    "tuned on dev). **Default recipe** (the configs and `spacy project run`): trained on CoNLL++ and "
+    "OntoNotes sentences and chunks of up to 128 tokens (`--vars.granularity mixed`; files "
+    "without document marks give sentences) in batches of up to 600 padded tokens "
+    "(`spacy.batch_by_padded.v1`), scored on the test sentences and on the test set passed as whole "
+    "documents (`evaluate-documents`). Rows without a budget: the CPU budget of `spacy project run "
+    "all`, the text of 400 batches of 32 sentences (metrics/<dataset>/). Converged: until dev F1 "
+    "rises by less than 0.2 over two epochs, at most 10 epochs (`--budget converge`; curves: "
+    f"[{MIXED_CONVERGED}]({MIXED_CONVERGED}/)). **Earlier recipe**: trained on sentences in batches "
+    "of 32; SpanDec at 400 steps is the same component recipe (O spans near gold decoded, far "
+    "ones sampled) except on OntoNotes (every O span, weighted 0.3); converged curves: "
+    "[results/convergence](results/convergence/). Commands, dates and machines: "
+    "[results/README.md](results/README.md)."
 )
 
 
 def _f1(path: Path) -> Optional[float]:
-    return json.loads(path.read_text())["seqeval_f"] * 100 if path.exists() else None
-
-
-def _metrics_row(folder: Path, files: Dict[str, str]) -> Dict[str, Optional[float]]:
-    """Test F1 of each column from `folder`/<its file name>.json, None where missing."""
-    return {column: _f1(folder / f"{name}.json") for column, name in files.items()}
-
-
-def _evaluated(row: Dict[str, Optional[float]]) -> bool:
-    return any(value is not None for value in row.values())
+    """seqeval F1 in percent of a `spacy evaluate` output (a fraction there),
+    or of `file.json#a/b` (in percent there); None if missing."""
+    path, _, pointer = str(path).partition("#")
+    if not Path(path).exists():
+        return None
+    data = json.loads(Path(path).read_text())
+    if not pointer:
+        return data["seqeval_f"] * 100
+    for key in pointer.split("/"):
+        data = data.get(key, {})
+    return data.get("seqeval_f")
 
 
 def _cell(value: Optional[float]) -> str:
     return "–" if value is None else f"{value:.1f}"
 
 
-def _file_rows(root: Path, patterns: Dict[str, str]) -> Dict[str, Dict[str, Optional[float]]]:
-    """The rows of `patterns` (label: file pattern) that have a scored model."""
-    rows = {}
-    for label, pattern in patterns.items():
-        row = {column: _f1(root / pattern.format(name)) for column, name in CONVERGED_FILES.items()}
-        if _evaluated(row):
-            rows[label] = row
-    return rows
+def _rows(root: Path, rows: Dict[str, Row]) -> List[str]:
+    """The markdown rows of `rows` that have a scored model."""
+    lines = []
+    for label, row in rows.items():
+        paths = {
+            column: row.format(name) if isinstance(row, str) else row.get(column)
+            for column, name in COLUMNS.items()
+        }
+        scores = [_f1(root / path) if path else None for path in paths.values()]
+        if any(score is not None for score in scores):
+            lines.append(f"| {label} | " + " | ".join(_cell(score) for score in scores) + " |")
+    return lines
 
 
 def table(root: Path = ROOT) -> str:
     """The markdown block, caption and table, from the files under `root`."""
-    positions = (
-        json.loads((root / POSITIONS).read_text()) if (root / POSITIONS).exists() else {"test": {}}
-    )
-    runs = positions["test"]
-
-    def run_f1(model: str, split: str) -> Optional[float]:
-        return runs.get(model, {}).get(split, {}).get("seqeval_f")
-
-    rows: List[Dict[str, Optional[float]]] = []
-    for dataset in DATASETS:
-        row = _metrics_row(root / "metrics" / dataset, METRICS_FILES)
-        row["SpanDec v2, paper loss"] = (
-            run_f1("spandec_v2", "sentences") if dataset == "conllpp" else None
-        )
-        for column, model in DEFAULT.items():
-            row[column] = _f1(
-                root / ABLATIONS / f"{dataset}_400" / f"evaluate_{model}_sentences.json"
-            )
-        rows.append(row)
-    conllpp_documents: Dict[str, Optional[float]] = {
-        "token classification": run_f1("token_cls", "documents"),
-        "SpanDec v1": run_f1("spandec_v1", "documents"),
-        "SpanDec v2, paper loss": run_f1("spandec_v2", "documents"),
-        "**SpanDec**": _f1(root / ABLATIONS / "conllpp_400" / "evaluate_spandec_documents.json"),
-    }
-    ontonotes = root / ABLATIONS / "ontonotes5_400"
-    ontonotes_documents: Dict[str, Optional[float]] = {
-        "token classification": _f1(ontonotes / "evaluate_token_cls_documents.json"),
-        "**SpanDec**": _f1(ontonotes / "evaluate_spandec_documents.json"),
-    }
-    documents = {
-        "CoNLL++ whole documents, trained on sentences": conllpp_documents,
-        "OntoNotes 5 whole documents, trained on sentences": ontonotes_documents,
-    }
     lines = [
         CAPTION,
         "",
-        "| benchmark | " + " | ".join(COLUMNS) + " |",
+        "| test set | " + " | ".join(COLUMNS) + " |",
         "|---|" + "---:|" * len(COLUMNS),
     ]
-    converged = _file_rows(root, CONVERGED_ROWS)
-    if converged:
-        lines[0] += " " + CONVERGED_CAPTION
-    mixed_converged = _file_rows(root, MIXED_CONVERGED_ROWS)
-    if mixed_converged:
-        lines[0] += " " + MIXED_CONVERGED_CAPTION
-    mixed = {}
-    for split, label in MIXED_ROWS.items():
-        row = {"**SpanDec**": _f1(root / MIXED / f"evaluate_spandec_mixed128_{split}.json")}
-        if _evaluated(row):
-            mixed[label] = row
-    if mixed:
-        lines[0] += " " + mixed_caption(root)
-    labelled = list(zip(DATASETS.values(), rows)) + list(documents.items())
-    labelled += list(converged.items()) + list(mixed.items()) + list(mixed_converged.items())
-    for label, row in labelled:
-        cells = (_cell(row.get(column)) for column in COLUMNS)
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    for title, rows in (
+        ("**Default recipe**", DEFAULT_ROWS),
+        ("**Earlier recipe: sentences, batches of 32**", EARLIER_ROWS),
+    ):
+        scored = _rows(root, rows)
+        if scored:
+            lines += [f"| {title} |" + " |" * len(COLUMNS)] + scored
     return "\n".join(lines + ["", speed(root)])
-
-
-def mixed_caption(root: Path) -> str:
-    """What the "trained on sentences and chunks" rows are, with their baseline."""
-    base = {
-        split: _cell(_f1(root / MIXED_BASELINE / f"evaluate_spandec_near_{split}.json"))
-        for split in MIXED_ROWS
-    }
-    return (
-        'The "trained on sentences and chunks" rows are the current default recipe (O spans near '
-        "gold always decoded, far ones sampled) after 400 steps on `--granularity mixed "
-        "--max-tokens 128` (half the training chunks of up to 128 tokens kept whole, the rest split "
-        f"into sentences; [{MIXED.as_posix()}]({MIXED.as_posix()}/)); the same recipe trained on "
-        f"sentences scores {base['sentences']} on sentences and {base['documents']} on whole "
-        f"documents ([{MIXED_BASELINE.as_posix()}]({MIXED_BASELINE.as_posix()}/))."
-    )
 
 
 def _ratios(path: Path, keys: List[str]) -> str:
@@ -240,7 +166,7 @@ def speed(root: Path = ROOT) -> str:
         "Speed, CoNLL++ test texts at batch 8, docs/s as a multiple of token classification's in the same "
         f"run. The defaults: {_ratios(root / SPEED_DEFAULTS, ['SF-SpanDec v2', 'SpanDec v2'])} "
         f"({_run(root / SPEED_DEFAULTS)}; [benchmark]({SPEED_DEFAULTS.parent.as_posix()}/benchmark.md)). "
-        f"The v1 columns beside the other baselines: "
+        f"The earlier SpanDecoder.v1 (window positions) beside the other baselines: "
         f"{_ratios(root / SPEED, ['sf_spandec', 'spandec', 'spacy_ner', 'spanmarker'])} "
         f"({_run(root / SPEED)}; [benchmark]({SPEED.parent.as_posix()}/benchmark.md))."
     )

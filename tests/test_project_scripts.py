@@ -472,36 +472,31 @@ def table_rows(root: Path):
 
 
 def test_readme_results_table_reads_the_files_and_leaves_missing_cells_empty(tmp_path):
-    (tmp_path / "metrics" / "bc5cdr").mkdir(parents=True)
-    (tmp_path / "metrics" / "bc5cdr" / "token_cls.json").write_text(
-        json.dumps({"seqeval_f": 0.81234})
+    def write(path: str, score: dict) -> None:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(json.dumps(score))
+
+    block, rows = table_rows(tmp_path)
+    assert rows == {"test set": rows["test set"]} and "Default recipe** |" not in block
+    write("metrics/bc5cdr/token_cls.json", {"seqeval_f": 0.81234})
+    write("metrics/conllpp/spandec_documents.json", {"seqeval_f": 0.8})
+    block, rows = table_rows(tmp_path)
+    assert rows["BC5CDR"] == "| BC5CDR | – | 81.2 | – | – |"
+    assert rows["CoNLL++ whole documents"] == "| CoNLL++ whole documents | – | – | 80.0 | – |"
+    assert "CoNLL++ sentences" not in rows  # no file: no row
+    assert "Earlier recipe: sentences" not in block
+    # The earlier recipe's rows, below the default's, may read a percent under a JSON path.
+    write(
+        "results/positions/conllpp_400.json",
+        {"test": {"token_cls": {"documents": {"seqeval_f": 77.27}}}},
     )
-    (tmp_path / "results" / "ablations" / "conllpp_400").mkdir(parents=True)
-    (
-        tmp_path / "results" / "ablations" / "conllpp_400" / "evaluate_spandec_documents.json"
-    ).write_text(json.dumps({"seqeval_f": 0.8}))
+    write("metrics/bc5cdr_converge/sf_spandec.json", {"seqeval_f": 0.8512})
     block, rows = table_rows(tmp_path)
-    assert rows["BC5CDR"] == "| BC5CDR | – | 81.2 | – | – | – | – | – |"
-    assert rows["CoNLL++ sentences"] == "| CoNLL++ sentences | – | – | – | – | – | – | – |"
-    assert rows["CoNLL++ whole documents, trained on sentences"].endswith("| – | 80.0 | – |")
-    assert "BC5CDR, converged" not in rows and "converged" not in block
-    (tmp_path / "metrics" / "bc5cdr_converge").mkdir(parents=True)
-    (tmp_path / "metrics" / "bc5cdr_converge" / "sf_spandec.json").write_text(
-        json.dumps({"seqeval_f": 0.8512})
-    )
-    block, rows = table_rows(tmp_path)
-    assert rows["BC5CDR, converged"] == "| BC5CDR, converged | – | – | – | – | – | – | 85.1 |"
-    assert "CoNLL++ sentences, converged" not in rows
-    assert "--budget converge" in block.splitlines()[0]
-    assert "padded tokens" not in block
-    mixed = tmp_path / "results" / "convergence" / "conllpp_mixed128"
-    mixed.mkdir(parents=True)
-    (mixed / "evaluate_spacy_ner_documents.json").write_text(json.dumps({"seqeval_f": 0.875}))
-    block, rows = table_rows(tmp_path)
-    label = "CoNLL++ whole documents, converged, trained on sentences and chunks"
-    assert rows[label] == f"| {label} | 87.5 | – | – | – | – | – | – |"
-    assert "CoNLL++ sentences, converged, trained on sentences and chunks" not in rows
-    assert "padded tokens" in block.splitlines()[0]
+    lines = block.splitlines()
+    earlier = lines.index("| **Earlier recipe: sentences, batches of 32** | | | | |")
+    assert lines.index("| **Default recipe** | | | | |") < lines.index(rows["BC5CDR"]) < earlier
+    assert lines[earlier + 1] == "| CoNLL++ whole documents | – | 77.3 | – | – |"
+    assert lines[earlier + 2] == "| BC5CDR, converged | – | – | – | 85.1 |"
     readme = "intro\n<!-- results:start -->\nold\n<!-- results:end -->\nrest\n"
     assert (
         readme_results.render(readme, "new")
