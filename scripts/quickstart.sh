@@ -26,17 +26,21 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 python -m spacy project run assets . --vars.dataset conllpp
 python -m spacy project run convert . --vars.dataset conllpp
+python -m spacy project run convert-documents . --vars.dataset conllpp
 python -m spacy project run train . --vars.dataset conllpp --vars.config spandec \
     --vars.max_steps "$STEPS" --vars.eval_frequency "$((STEPS / 2))" --vars.dev_limit 500
 # Scores go under training/ (not metrics/, which holds the committed results).
 python -m spacy evaluate training/conllpp/spandec/model-best corpus/conllpp/test.spacy \
     --output training/conllpp/spandec/quickstart_test.json
+python -m spacy evaluate training/conllpp/spandec/model-best corpus/conllpp_documents/test.spacy \
+    --output training/conllpp/spandec/quickstart_test_documents.json
 python - <<'PY'
 import json
 import spacy
 
-scores = json.load(open("training/conllpp/spandec/quickstart_test.json"))
-print(f"CoNLL++ test: seqeval F1 {100 * scores['seqeval_f']:.1f}, ents_f {100 * scores['ents_f']:.1f}")
+for name, path in [("sentences", "quickstart_test"), ("whole documents", "quickstart_test_documents")]:
+    scores = json.load(open(f"training/conllpp/spandec/{path}.json"))
+    print(f"CoNLL++ test, {name}: seqeval F1 {100 * scores['seqeval_f']:.1f}, ents_f {100 * scores['ents_f']:.1f}")
 nlp = spacy.load("training/conllpp/spandec/model-best")
 doc = nlp("Angela Merkel met Emmanuel Macron in Berlin to discuss the European Union budget .")
 for ent in doc.ents:
