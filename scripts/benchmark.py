@@ -138,12 +138,10 @@ def train_hint(name: str, dataset: str) -> str:
             f"python scripts/train_spanmarker.py --dataset {dataset} --max-steps {CPU_STEPS} "
             f"--output training/{dataset}/spanmarker"
         )
-    if name == "sf_spandec":
-        return f"spacy project run calibrate . --vars.dataset {dataset}"
-    return (
-        f"spacy project run train . --vars.dataset {dataset} --vars.config {MODELS[name]['config']} "
-        f"--vars.max_steps {CPU_STEPS} --vars.eval_frequency {CPU_STEPS // 2}"
-    )
+    # run_all.py knows the CPU budget of each config's batcher and granularity.
+    steps = "assets convert train" + (" calibrate" if name in ("spandec", "sf_spandec") else "")
+    config = MODELS[name]["config"]
+    return f"python scripts/run_all.py --datasets {dataset} --configs {config} --steps {steps}"
 
 
 class Runner:

@@ -309,14 +309,20 @@ def test_benchmark_targets_report_every_variant_and_refuse_unequal_budgets():
 
 def test_benchmark_train_hints_use_the_budget_of_the_compared_rows():
     """A skipped model's hint must train it at the budget the table compares
-    (run_all's CPU_STEPS), not at the train command's default."""
+    (run_all's CPU budget, whose steps depend on the config's batcher), not at
+    the train command's default."""
     import benchmark
     from run_all import CPU_STEPS
 
-    for name in ("token_cls", "spacy_ner", "spandec", "spanmarker"):
+    for name in ("token_cls", "spacy_ner", "spandec", "sf_spandec"):
         hint = benchmark.train_hint(name, "bc5cdr")
-        assert "bc5cdr" in hint
-        assert f"{CPU_STEPS}" in hint.split("steps", 1)[1].split()[0], hint
+        assert hint.startswith("python scripts/run_all.py --datasets bc5cdr --configs "), hint
+        assert f" --configs {benchmark.MODELS[name]['config']} " in hint
+        assert " train" in hint and (" calibrate" in hint) == ("spandec" in name)
+        argv = hint.split("run_all.py ")[1].split() + ["--dry-run"]
+        assert run_all.main(argv) == 0
+    hint = benchmark.train_hint("spanmarker", "bc5cdr")  # its own trainer: steps of 32 sentences
+    assert f"--max-steps {CPU_STEPS} " in hint
 
 
 @pytest.mark.parametrize("dataset", ["conllpp", "bc5cdr"])
