@@ -30,6 +30,7 @@ from typing import Dict, List, Optional
 import spacy
 from spacy.tokens import DocBin
 
+from spacy_spandec.corpus import doc_sentences
 from spacy_spandec.encoders import offline_encoder
 from spacy_spandec.tags import spans_to_bio
 
@@ -40,14 +41,19 @@ SEGMENTS = "segments.json"
 
 
 def load_bio(path: Path, limit: int = 0) -> List[Dict[str, List[str]]]:
-    """Token lists and BIO tags of a DocBin, through the shared spans_to_bio."""
+    """Token lists and BIO tags of each sentence of a DocBin (its samples may
+    be chunks of several sentences, which SpanMarker's 128 wordpieces would
+    truncate), through the shared spans_to_bio."""
     nlp = spacy.blank("en")
     rows = []
-    for i, doc in enumerate(DocBin().from_disk(path).get_docs(nlp.vocab)):
-        if limit and i >= limit:
-            break
-        spans = [(ent.start, ent.end, ent.label_) for ent in doc.ents]
-        rows.append({"tokens": [t.text for t in doc], "ner_tags": spans_to_bio(len(doc), spans)})
+    for doc in DocBin().from_disk(path).get_docs(nlp.vocab):
+        for sent in doc_sentences(doc):
+            if limit and len(rows) >= limit:
+                return rows
+            spans = [(e.start - sent.start, e.end - sent.start, e.label_) for e in sent.ents]
+            rows.append(
+                {"tokens": [t.text for t in sent], "ner_tags": spans_to_bio(len(sent), spans)}
+            )
     return rows
 
 

@@ -371,6 +371,26 @@ def test_run_all_records_the_wall_time_of_the_whole_invocation(tmp_path, monkeyp
     assert f"{whole['seconds']:.0f} s" in table and "no step failed" in table
 
 
+def test_spanmarker_trains_on_the_sentences_of_chunked_samples(tmp_path):
+    """The default corpora hold chunks of several sentences; SpanMarker pads
+    and truncates each sample to 128 wordpieces, so it reads sentences."""
+    from spacy.tokens import Doc, DocBin, Span
+    from spacy.vocab import Vocab
+
+    import train_spanmarker
+
+    words = ["EU", "rejects", "German", "call", ".", "Peter", "Blackburn", "spoke", "."]
+    doc = Doc(Vocab(), words=words, sent_starts=[True] + [False] * 4 + [True] + [False] * 3)
+    doc.ents = [Span(doc, 0, 1, "ORG"), Span(doc, 2, 3, "MISC"), Span(doc, 5, 7, "PER")]
+    DocBin(docs=[doc]).to_disk(tmp_path / "train.spacy")
+    rows = train_spanmarker.load_bio(tmp_path / "train.spacy")
+    assert rows == [
+        {"tokens": words[:5], "ner_tags": ["B-ORG", "O", "B-MISC", "O", "O"]},
+        {"tokens": words[5:], "ner_tags": ["B-PER", "I-PER", "O", "O"]},
+    ]
+    assert train_spanmarker.load_bio(tmp_path / "train.spacy", limit=1) == rows[:1]
+
+
 def test_spanmarker_training_resumes_from_the_last_complete_checkpoint(tmp_path):
     import train_spanmarker
 
