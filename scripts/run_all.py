@@ -9,10 +9,11 @@ step whose deps and outputs are unchanged is skipped and recorded as such);
 
 Per dataset: assets, convert, convert-documents (CoNLL++ and OntoNotes 5,
 whose files mark documents); then per variant: train, evaluate,
-evaluate-documents (the same two), evaluate-domains (CrossNER only), package. `calibrate` runs right after
-spandec's training: it tunes spandec's O-logit offset on dev (in place) and
-makes sf_spandec from it. A failed assets/convert/train step skips
-the steps that need it; the others go on, and the exit status is 1 if anything failed.
+evaluate-documents (the same two), evaluate-domains (CrossNER only),
+package. `calibrate` runs right after spandec's training: it tunes spandec's
+O-logit offset on dev (in place) and makes sf_spandec from it. A failed
+assets/convert/train step skips the steps that need it; the others go on,
+and the exit status is 1 if anything failed.
 
 Sample granularity per dataset (`--granularity auto`): the cpu and converge
 budgets train on the project's default (project.yml: `mixed`, chunks of up to
