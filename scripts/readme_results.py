@@ -76,7 +76,8 @@ SPEED_DEFAULTS = Path(
 )  # v2 (the defaults) and v1
 CAPTION = (
     "Test seqeval F1 (%) on the offline MiniLM-L6 encoder, 2-core CPU; SpanDec's O offset and "
-    "SF-SpanDec's threshold as `calibrate` chose them on dev (results/calibration/). **Default recipe** (the configs and `spacy project run`): trained on CoNLL++ and "
+    "SF-SpanDec's threshold as `calibrate` chose them on dev (results/calibration/). "
+    "**Default recipe** (the configs and `spacy project run`): trained on CoNLL++ and "
     "OntoNotes sentences and chunks of up to 128 tokens (`--vars.granularity mixed`; files "
     "without document marks give sentences) in batches of up to 600 padded tokens "
     "(`spacy.batch_by_padded.v1`), scored on the test sentences and on the test set passed as whole "
