@@ -33,39 +33,41 @@ COLUMNS = {
 Row = Union[str, Dict[str, str]]
 MIXED_CONVERGED = "results/convergence/conllpp_mixed128"
 DEFAULT_ROWS: Dict[str, Row] = {
-    "CoNLL++ sentences": "metrics/conllpp/{}.json",
-    "CoNLL++ whole documents": "metrics/conllpp/{}_documents.json",
-    "BC5CDR": "metrics/bc5cdr/{}.json",
-    "OntoNotes 5 sentences": "metrics/ontonotes5/{}.json",
-    "OntoNotes 5 whole documents": "metrics/ontonotes5/{}_documents.json",
-    "CrossNER (5 domains)": "metrics/crossner/{}.json",
+    "CoNLL++ sentences, CPU budget": "metrics/conllpp/{}.json",
+    "CoNLL++ whole documents, CPU budget": "metrics/conllpp/{}_documents.json",
+    "BC5CDR, CPU budget": "metrics/bc5cdr/{}.json",
+    "OntoNotes 5 sentences, CPU budget": "metrics/ontonotes5/{}.json",
+    "OntoNotes 5 whole documents, CPU budget": "metrics/ontonotes5/{}_documents.json",
+    "CrossNER (5 domains), CPU budget": "metrics/crossner/{}.json",
     "CoNLL++ sentences, converged": MIXED_CONVERGED + "/evaluate_{}_sentences.json",
     "CoNLL++ whole documents, converged": MIXED_CONVERGED + "/evaluate_{}_documents.json",
 }
 EARLIER = "results/archive/metrics_400_sentences32"
 EARLIER_ROWS: Dict[str, Row] = {
-    "CoNLL++ sentences": {
+    "CoNLL++ sentences, CPU budget": {
         "spaCy `ner`": EARLIER + "/conllpp/spacy_ner.json",
         "token classification": EARLIER + "/conllpp/token_cls.json",
         "**SpanDec**": "results/ablations/conllpp_400_recipe/evaluate_spandec_near_sentences.json",
     },
-    "CoNLL++ whole documents": {
+    "CoNLL++ whole documents, CPU budget": {
         "token classification": "results/positions/conllpp_400.json#test/token_cls/documents",
         "**SpanDec**": "results/ablations/conllpp_400_recipe/evaluate_spandec_near_documents.json",
     },
-    "BC5CDR": {
+    "BC5CDR, CPU budget": {
         "spaCy `ner`": EARLIER + "/bc5cdr/spacy_ner.json",
         "token classification": EARLIER + "/bc5cdr/token_cls.json",
         "**SpanDec**": "results/ablations/bc5cdr_400/evaluate_spandec_near_sentences.json",
     },
-    "OntoNotes 5 sentences": {
+    "OntoNotes 5 sentences, CPU budget": {
         "spaCy `ner`": EARLIER + "/ontonotes5/spacy_ner.json",
         "token classification": EARLIER + "/ontonotes5/token_cls.json",
         "**SpanDec**": "results/ablations/ontonotes5_400/evaluate_spandec_sentences.json",
         "**SF-SpanDec**": "results/ablations/ontonotes5_400/evaluate_sf_spandec_sentences.json",
     },
-    "OntoNotes 5 whole documents": "results/ablations/ontonotes5_400/evaluate_{}_documents.json",
-    "CrossNER (5 domains)": {"token classification": EARLIER + "/crossner/token_cls.json"},
+    "OntoNotes 5 whole documents, CPU budget": "results/ablations/ontonotes5_400/evaluate_{}_documents.json",
+    "CrossNER (5 domains), CPU budget": {
+        "token classification": EARLIER + "/crossner/token_cls.json"
+    },
     "CoNLL++ sentences, converged": "metrics/conllpp_converge/{}.json",
     "CoNLL++ whole documents, converged": "results/convergence/conllpp/evaluate_{}_documents.json",
     "BC5CDR, converged": "metrics/bc5cdr_converge/{}.json",
@@ -81,8 +83,8 @@ CAPTION = (
     "OntoNotes sentences and chunks of up to 128 tokens (`--vars.granularity mixed`; files "
     "without document marks give sentences) in batches of up to 600 padded tokens "
     "(`spacy.batch_by_padded.v1`), scored on the test sentences and on the test set passed as whole "
-    "documents (`evaluate-documents`). Rows without a budget: the CPU budget of `spacy project run "
-    "all`, the text of 400 batches of 32 sentences (metrics/<dataset>/). Converged: until dev F1 "
+    "documents (`evaluate-documents`). CPU budget: that of `spacy project run all`, the text of "
+    "400 batches of 32 sentences (metrics/<dataset>/). Converged: until dev F1 "
     "rises by less than 0.2 over two epochs, at most 10 epochs (`--budget converge`; curves: "
     f"[{MIXED_CONVERGED}]({MIXED_CONVERGED}/)). **Earlier recipe**: trained on sentences in batches "
     "of 32; SpanDec at 400 steps is the same component recipe (O spans near gold decoded, far "

@@ -507,9 +507,10 @@ def test_readme_results_table_reads_the_files_and_leaves_missing_cells_empty(tmp
     write("metrics/bc5cdr/token_cls.json", {"seqeval_f": 0.81234})
     write("metrics/conllpp/spandec_documents.json", {"seqeval_f": 0.8})
     block, rows = table_rows(tmp_path)
-    assert rows["BC5CDR"] == "| BC5CDR | – | 81.2 | – | – |"
-    assert rows["CoNLL++ whole documents"] == "| CoNLL++ whole documents | – | – | 80.0 | – |"
-    assert "CoNLL++ sentences" not in rows  # no file: no row
+    assert rows["BC5CDR, CPU budget"] == "| BC5CDR, CPU budget | – | 81.2 | – | – |"
+    label = "CoNLL++ whole documents, CPU budget"
+    assert rows[label] == f"| {label} | – | – | 80.0 | – |"
+    assert "CoNLL++ sentences, CPU budget" not in rows  # no file: no row
     assert "Earlier recipe: sentences" not in block
     # The earlier recipe's rows, below the default's, may read a percent under a JSON path.
     write(
@@ -520,8 +521,9 @@ def test_readme_results_table_reads_the_files_and_leaves_missing_cells_empty(tmp
     block, rows = table_rows(tmp_path)
     lines = block.splitlines()
     earlier = lines.index("| **Earlier recipe: sentences, batches of 32** | | | | |")
-    assert lines.index("| **Default recipe** | | | | |") < lines.index(rows["BC5CDR"]) < earlier
-    assert lines[earlier + 1] == "| CoNLL++ whole documents | – | 77.3 | – | – |"
+    bc5cdr = lines.index(rows["BC5CDR, CPU budget"])
+    assert lines.index("| **Default recipe** | | | | |") < bc5cdr < earlier
+    assert lines[earlier + 1] == "| CoNLL++ whole documents, CPU budget | – | 77.3 | – | – |"
     assert lines[earlier + 2] == "| BC5CDR, converged | – | – | – | 85.1 |"
     readme = "intro\n<!-- results:start -->\nold\n<!-- results:end -->\nrest\n"
     assert (
