@@ -115,20 +115,19 @@ def train_stats(run: str) -> Optional[Dict[str, Any]]:
     return json.loads(stats_path.read_text())["splits"]["train"]
 
 
-def steps_per_epoch(config: str, run: str) -> Optional[Fraction]:
-    """Batches in one epoch of corpus/<run>/train.spacy under `config`'s batcher.
-    A fixed number of samples per batch (spaCy's batch_by_sequence) divides
-    the count of stats.json; any other batcher (e.g. batch_by_padded, whose
-    batch size depends on the lengths) is run over the examples the trainer
-    reads (`counted_batches`). None before `convert`."""
-    train = train_stats(run)
-    if train is None:
-        return None
+def steps_per_epoch(config: str, run: str, train: Dict[str, Any]) -> Fraction:
+    """Batches in one epoch of corpus/<run>/train.spacy, whose statistics are
+    `train`, under `config`'s batcher. A fixed number of samples per batch
+    (spaCy's batch_by_sequence) divides the count of stats.json; any other
+    batcher (e.g. batch_by_padded, whose batch size depends on the lengths)
+    is run over the examples the trainer reads (`counted_batches`, once for
+    spandec and the sf_spandec made from it)."""
     settings = batcher_settings(config)
     size = settings.get("size")
     if settings["@batchers"] == "spacy.batch_by_sequence.v1" and isinstance(size, int):
         return Fraction(train["samples"], size)
-    return Fraction(counted_batches(config, PROJECT_DIR / "corpus" / run / "train.spacy"))
+    trained = TRAINED_AS.get(config, config)
+    return Fraction(counted_batches(trained, PROJECT_DIR / "corpus" / run / "train.spacy"))
 
 
 @functools.lru_cache(maxsize=None)
@@ -150,12 +149,13 @@ def counted_batches(config: str, train_path: Path) -> int:
 def max_steps(budget: str, run: str, config: str) -> Optional[int]:
     """Training steps for a budget; None if the corpus it needs does not
     exist yet (dry runs before `convert`)."""
-    epoch = steps_per_epoch(config, run)
-    if epoch is None:
+    train = train_stats(run)
+    if train is None:
         return None
+    epoch = steps_per_epoch(config, run, train)
     if budget == "cpu":
-        sentences = train_stats(run)["sentences"]
-        return math.ceil(Fraction(CPU_STEPS * CPU_BATCH_SENTENCES, sentences) * epoch)
+        cpu_epochs = Fraction(CPU_STEPS * CPU_BATCH_SENTENCES, train["sentences"])
+        return math.ceil(cpu_epochs * epoch)
     epochs = CONVERGE_EPOCHS if budget == "converge" else PAPER_EPOCHS
     return math.ceil(epochs * epoch)
 

@@ -455,11 +455,17 @@ def convert(
     granularity: str = "sentence",
     max_tokens: int = DEFAULT_MAX_TOKENS,
     limit: int = 0,
+    splits_wanted: Sequence[str] = SPLITS,
 ) -> Dict[str, Any]:
-    """Write `<split>.spacy` for every split of `dataset` and `stats.json`;
-    returns what was written to `stats.json`."""
+    """Write `<split>.spacy` for each split of `dataset` in `splits_wanted`
+    (CrossNER's test_<domain> files count as test) and `stats.json`; returns
+    what was written to `stats.json`."""
     check_raw_files(dataset, raw_dir)
-    splits = dataset_splits(dataset, raw_dir)
+    splits = {
+        split: sources
+        for split, sources in dataset_splits(dataset, raw_dir).items()
+        if split.partition("_")[0] in splits_wanted
+    }
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     vocab = Vocab()
@@ -512,6 +518,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "raw_dir", type=Path, help="the dataset's raw folder (layout: module docstring)"
         )
     convert_cmd.add_argument("output_dir", type=Path)
+    convert_cmd.add_argument(
+        "--splits",
+        nargs="+",
+        choices=SPLITS,
+        default=list(SPLITS),
+        help="the splits to write (default: all)",
+    )
     for cmd in (convert_cmd, stats_cmd):
         cmd.add_argument(
             "--granularity",
@@ -543,6 +556,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 args.granularity,
                 args.max_tokens,
                 args.limit,
+                args.splits,
             )
             for split, stats in report["splits"].items():
                 print(

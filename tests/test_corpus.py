@@ -222,6 +222,10 @@ def test_mixed_converts_training_only(tmp_path):
     assert report["splits"]["dev"]["samples"] == report["splits"]["test"]["samples"] == 3
     assert report["splits"]["train"]["samples"] in (2, 3, 4)  # two chunks, each whole or split
     assert report["splits"]["train"]["sentences"] == 3
+    # `convert-documents` needs the test set alone, as whole documents.
+    report = convert("conllpp", raw, tmp_path / "docs", "chunk", 100000, splits_wanted=["test"])
+    assert list(report["splits"]) == ["test"] and report["splits"]["test"]["samples"] == 2
+    assert [p.name for p in sorted((tmp_path / "docs").glob("*.spacy"))] == ["test.spacy"]
 
 
 def test_stats_of_converted_docs(tmp_path):

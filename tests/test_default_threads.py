@@ -153,7 +153,9 @@ def test_output_does_not_depend_on_the_thread_count(served):
     """The same entities and spans at torch's default threads (the fresh
     process, as users run) and at one thread (this session): multi-threaded
     kernels may only change the scores' float rounding."""
-    assert torch.get_num_threads() == 1 < served["settings"]["threads"]
+    if served["settings"]["threads"] == 1:
+        pytest.skip("one CPU: torch's default is one thread, the same as this session")
+    assert torch.get_num_threads() == 1
     assert_same_outputs(served["runs"]["call"], served["call_one_thread"], "1 thread", atol=1e-5)
 
 

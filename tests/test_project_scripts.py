@@ -90,6 +90,9 @@ def test_budgets_count_the_batches_of_a_length_batcher(tmp_path, monkeypatch):
     assert per_epoch != batches([len(doc) for doc in docs])  # the stored lengths differ
     converge = run_all.max_steps("converge", "toy_mixed8_converge", "spandec")
     assert converge == run_all.CONVERGE_EPOCHS * per_epoch
+    misses = run_all.counted_batches.cache_info().misses
+    assert run_all.max_steps("converge", "toy_mixed8_converge", "sf_spandec") == converge
+    assert run_all.counted_batches.cache_info().misses == misses  # spandec's model, counted once
     # The CPU budget: the share of an epoch that 400 batches of 32 sentences read.
     cpu = run_all.max_steps("cpu", "toy_mixed8_converge", "spandec")
     assert cpu == -(-run_all.CPU_STEPS * run_all.CPU_BATCH_SENTENCES * per_epoch // n_sentences)
