@@ -64,6 +64,7 @@ DEFAULT_CONFIG: Dict[str, Any] = {
     "negative_weight": 0.3,
     "negative_sampling": True,
     "keep_near_negatives": True,
+    "near_negative_rate": 1.0,
     "write_ents": True,
     "overwrite_ents": True,
     "inference_dtype": "float32",
@@ -91,6 +92,7 @@ def make_spandec_ner(
     negative_weight: float,
     negative_sampling: bool,
     keep_near_negatives: bool,
+    near_negative_rate: float,
     write_ents: bool,
     overwrite_ents: bool,
     inference_dtype: str,
@@ -132,6 +134,11 @@ def make_spandec_ner(
         without sampling) and sample only the far ones: the boundary errors the
         model must learn to avoid are never left out of a step. False samples
         every O span alike; ignored without negative_sampling.
+    near_negative_rate (float): with keep_near_negatives, the probability
+        that a near O span is decoded, weighted negative_weight /
+        near_negative_rate so that the loss keeps its expectation. 1 decodes
+        them all; below 1 decodes fewer spans per step (near ones are about
+        44% of the candidates), a cheaper step.
     write_ents (bool): also write a flat, greedy-by-score selection to doc.ents.
     overwrite_ents (bool): replace existing doc.ents rather than keep them.
     inference_dtype (str): "float32", or "int8" / "bfloat16" to predict with
@@ -154,6 +161,7 @@ def make_spandec_ner(
         negative_weight=negative_weight,
         negative_sampling=negative_sampling,
         keep_near_negatives=keep_near_negatives,
+        near_negative_rate=near_negative_rate,
         write_ents=write_ents,
         overwrite_ents=overwrite_ents,
         inference_dtype=inference_dtype,
@@ -224,6 +232,7 @@ class SpanDecNER(TrainablePipe):
         negative_weight: float = DEFAULT_CONFIG["negative_weight"],
         negative_sampling: bool = DEFAULT_CONFIG["negative_sampling"],
         keep_near_negatives: bool = DEFAULT_CONFIG["keep_near_negatives"],
+        near_negative_rate: float = DEFAULT_CONFIG["near_negative_rate"],
         write_ents: bool = DEFAULT_CONFIG["write_ents"],
         overwrite_ents: bool = DEFAULT_CONFIG["overwrite_ents"],
         inference_dtype: str = DEFAULT_CONFIG["inference_dtype"],
@@ -249,6 +258,12 @@ class SpanDecNER(TrainablePipe):
                 f"which must then be <= 1, got {negative_weight}. Set negative_sampling "
                 "= false to decode every O span with a weight above 1."
             )
+        if not 0 < near_negative_rate <= 1:
+            raise ValueError(
+                f"near_negative_rate is the probability that an O span near a gold span is "
+                f"decoded in training, so it must be in (0, 1], got {near_negative_rate}. "
+                "Use 1 to decode them all."
+            )
         if not spans_key:
             raise ValueError("spans_key must be a non-empty string.")
         if sf_threshold > 0 and not model.attrs.get("span_filter", False):
@@ -266,6 +281,7 @@ class SpanDecNER(TrainablePipe):
         self.negative_weight = float(negative_weight)
         self.negative_sampling = bool(negative_sampling)
         self.keep_near_negatives = bool(keep_near_negatives)
+        self.near_negative_rate = float(near_negative_rate)
         self.write_ents = write_ents
         self.overwrite_ents = overwrite_ents
         self.scorer = scorer
@@ -652,8 +668,9 @@ class SpanDecNER(TrainablePipe):
             log_probs = softmax(logits, log=True)
             rows = numpy.arange(n_spans)
             # Sampled O spans stand for the others: they count in full. O spans
-            # kept for being near a gold span were not sampled: they keep
-            # negative_weight, so the loss has the full recipe's expectation.
+            # near a gold span were sampled at near_negative_rate (1: all of
+            # them): they weigh negative_weight / that rate, so the loss has
+            # the full recipe's expectation.
             o_weight: Any = self.negative_weight
             if output.sampled:
                 o_weight = 1.0
@@ -661,7 +678,8 @@ class SpanDecNER(TrainablePipe):
                     near = near_gold(
                         token_targets, output.lengths, output.doc_ids, output.starts, output.ends
                     )
-                    o_weight = numpy.where(near, self.negative_weight, 1.0)
+                    near_weight = self.negative_weight / self.near_negative_rate
+                    o_weight = numpy.where(near, near_weight, 1.0)
             weights = numpy.where(span_targets == 0, o_weight, 1.0).astype(logits.dtype)
             weights /= weights.sum()
             loss += float(-(weights * log_probs[rows, span_targets]).sum())
@@ -720,19 +738,21 @@ class SpanDecNER(TrainablePipe):
         self, dense: numpy.ndarray, tokens: numpy.ndarray
     ) -> Callable[[Candidates, numpy.ndarray], numpy.ndarray]:
         """The rule that keeps every gold span of the batch (`dense`, `tokens`:
-        its `_gold_table`), with keep_near_negatives every O span that
-        overlaps or touches one, and each other O span with probability
-        negative_weight (numpy's global generator, which `spacy train` seeds)."""
+        its `_gold_table`), with keep_near_negatives each O span that
+        overlaps or touches one with probability near_negative_rate, and each
+        other O span with probability negative_weight (numpy's global
+        generator, which `spacy train` seeds; one draw per candidate)."""
         rate = self.negative_weight
-        near_too = self.keep_near_negatives
+        near_rate = self.near_negative_rate if self.keep_near_negatives else None
 
         def keep(cands: Candidates, offsets: numpy.ndarray) -> numpy.ndarray:
             gold = _span_classes(dense, offsets, cands.doc_ids, cands.starts, cands.ends) != 0
-            kept = gold | (numpy.random.random(len(cands)) < rate)
-            if near_too:
-                lengths = numpy.diff(numpy.append(offsets, tokens.shape[0]))
-                kept |= near_gold(tokens, lengths, cands.doc_ids, cands.starts, cands.ends)
-            return kept
+            draws = numpy.random.random(len(cands))
+            if near_rate is None:
+                return gold | (draws < rate)
+            lengths = numpy.diff(numpy.append(offsets, tokens.shape[0]))
+            near = near_gold(tokens, lengths, cands.doc_ids, cands.starts, cands.ends)
+            return gold | (draws < numpy.where(near, near_rate, rate))
 
         return keep
 

@@ -17,6 +17,7 @@ from spacy.training import Example
 from thinc.api import ConfigValidationError, fix_random_seed
 
 from spacy_spandec import SpanDecNER
+from spacy_spandec.candidates import near_gold
 from spacy_spandec.layers.decoder import RelativeSpanDecoder, sinusoidal_table
 from spacy_spandec.layers.spandec_model import SampledDocs, decoder_net
 
@@ -778,6 +779,47 @@ def test_keep_near_negatives_decodes_every_o_span_near_a_gold_span():
     assert ner.get_loss(examples, sampled)[0] == pytest.approx(
         ner.get_loss(examples, plain)[0], rel=1e-5
     )
+
+
+def test_near_negative_rate_samples_the_near_o_spans_and_weighs_them_up():
+    """Below 1, near_negative_rate decodes that share of the near O spans,
+    weighted negative_weight / rate, and the far ones at negative_weight
+    (weight 1); every gold span is still decoded."""
+    nlp = make_cnn_nlp(
+        negative_sampling=True,
+        keep_near_negatives=True,
+        near_negative_rate=0.5,
+        negative_weight=0.3,
+        sf_loss_weight=0.0,
+    )
+    examples = make_examples(nlp) * 8
+    nlp.initialize(lambda: examples)
+    ner = nlp.get_pipe("spandec_ner")
+    docs = [eg.predicted for eg in examples]
+    full = ner.model.predict(docs)
+    dense, tokens = ner._gold_table(examples)
+    all_near = near_gold(tokens, full.lengths, full.doc_ids, full.starts, full.ends)
+    all_targets, _ = ner._targets(examples, full)
+    fix_random_seed(0)
+    output, _ = ner.model.begin_update(SampledDocs(docs, ner._sample_negatives(dense, tokens)))
+    targets, _ = ner._targets(examples, output)
+    near = near_gold(tokens, output.lengths, output.doc_ids, output.starts, output.ends)
+    assert (targets > 0).sum() == (all_targets > 0).sum() > 0
+    near_kept = ((targets == 0) & near).sum() / ((all_targets == 0) & all_near).sum()
+    far_kept = ((targets == 0) & ~near).sum() / ((all_targets == 0) & ~all_near).sum()
+    assert 0.4 < near_kept < 0.6, near_kept
+    assert 0.2 < far_kept < 0.4, far_kept
+    weights = numpy.where(targets == 0, numpy.where(near, 0.3 / 0.5, 1.0), 1.0)
+    loss, _ = ner.get_loss(examples, output)
+    log_probs = torch.log_softmax(torch.tensor(numpy.asarray(output.logits)), dim=1).numpy()
+    expected = -(weights * log_probs[numpy.arange(len(targets)), targets]).sum() / weights.sum()
+    assert loss == pytest.approx(float(expected), rel=1e-5)
+
+
+@pytest.mark.parametrize("rate", [0.0, -0.5, 1.5])
+def test_near_negative_rate_must_be_a_probability(rate):
+    with pytest.raises(ValueError, match="near_negative_rate"):
+        make_cnn_nlp(near_negative_rate=rate)
 
 
 def test_keep_near_negatives_learns():
