@@ -31,7 +31,7 @@ COLUMNS = {
 # A row is a path pattern ({} = the column's file name) or a path per column;
 # "file.json#a/b" is the seqeval F1 (in percent) under a/b of a results file.
 Row = Union[str, Dict[str, str]]
-MIXED_CONVERGED = "results/convergence/conllpp_mixed128"
+CONVERGED = "results/convergence/conllpp"
 DEFAULT_ROWS: Dict[str, Row] = {
     "CoNLL++ sentences, CPU budget": "metrics/conllpp/{}.json",
     "CoNLL++ whole documents, CPU budget": "metrics/conllpp/{}_documents.json",
@@ -39,8 +39,8 @@ DEFAULT_ROWS: Dict[str, Row] = {
     "OntoNotes 5 sentences, CPU budget": "metrics/ontonotes5/{}.json",
     "OntoNotes 5 whole documents, CPU budget": "metrics/ontonotes5/{}_documents.json",
     "CrossNER (5 domains), CPU budget": "metrics/crossner/{}.json",
-    "CoNLL++ sentences, converged": MIXED_CONVERGED + "/evaluate_{}_sentences.json",
-    "CoNLL++ whole documents, converged": MIXED_CONVERGED + "/evaluate_{}_documents.json",
+    "CoNLL++ sentences, converged": CONVERGED + "/evaluate_{}_sentences.json",
+    "CoNLL++ whole documents, converged": CONVERGED + "/evaluate_{}_documents.json",
 }
 EARLIER = "results/archive/metrics_400_sentences32"
 EARLIER_ROWS: Dict[str, Row] = {
@@ -68,9 +68,9 @@ EARLIER_ROWS: Dict[str, Row] = {
     "CrossNER (5 domains), CPU budget": {
         "token classification": EARLIER + "/crossner/token_cls.json"
     },
-    "CoNLL++ sentences, converged": "metrics/conllpp_converge/{}.json",
-    "CoNLL++ whole documents, converged": "results/convergence/conllpp/evaluate_{}_documents.json",
-    "BC5CDR, converged": "metrics/bc5cdr_converge/{}.json",
+    "CoNLL++ sentences, converged": "results/archive/metrics_converged_sentences32/conllpp/{}.json",
+    "CoNLL++ whole documents, converged": "results/archive/convergence_sentences32/conllpp/evaluate_{}_documents.json",
+    "BC5CDR, converged": "results/archive/metrics_converged_sentences32/bc5cdr/{}.json",
 }
 SPEED = Path("results/benchmark/conllpp/benchmark.json")  # the v1 models beside the baselines
 SPEED_DEFAULTS = Path(
@@ -86,10 +86,10 @@ CAPTION = (
     "documents (`evaluate-documents`). CPU budget: that of `spacy project run all`, the text of "
     "400 batches of 32 sentences (metrics/<dataset>/). Converged: until dev F1 "
     "rises by less than 0.2 over two epochs, at most 10 epochs (`--budget converge`; curves: "
-    f"[{MIXED_CONVERGED}]({MIXED_CONVERGED}/)). **Earlier recipe**: trained on sentences in batches "
+    f"[{CONVERGED}]({CONVERGED}/)). **Earlier recipe**: trained on sentences in batches "
     "of 32; SpanDec at 400 steps is the same component recipe (O spans near gold decoded, far "
     "ones sampled) except on OntoNotes (every O span, weighted 0.3); converged curves: "
-    "[results/convergence](results/convergence/). Commands, dates and machines: "
+    "[results/archive/convergence_sentences32](results/archive/convergence_sentences32/). Commands, dates and machines: "
     "[results/README.md](results/README.md)."
 )
 

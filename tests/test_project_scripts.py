@@ -520,7 +520,10 @@ def test_readme_results_table_reads_the_files_and_leaves_missing_cells_empty(tmp
         "results/positions/conllpp_400.json",
         {"test": {"token_cls": {"documents": {"seqeval_f": 77.27}}}},
     )
-    write("metrics/bc5cdr_converge/sf_spandec.json", {"seqeval_f": 0.8512})
+    write(
+        "results/archive/metrics_converged_sentences32/bc5cdr/sf_spandec.json",
+        {"seqeval_f": 0.8512},
+    )
     block, rows = table_rows(tmp_path)
     lines = block.splitlines()
     earlier = lines.index("| **Earlier recipe: sentences, batches of 32** | | | | |")
