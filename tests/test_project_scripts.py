@@ -170,7 +170,15 @@ def test_results_table_has_one_row_per_run_and_model(tmp_path):
     assert chunked["paper_minilm_f1"] == results_table.PAPER_MINILM["spandec"]["conllpp"]
     assert rows["conllpp/spandec"]["train_seconds"] is None
     table = results_table.markdown(rows, {"machine": "m", "date": "d", "command": "c"})
-    assert "| conllpp_chunk74 | SpanDec | 80.0 | 70.0 | 90.0 |" in table
+    assert "| conllpp_chunk74 | SpanDec | 80.0 | 70.0 | 90.0 |  | 93.7 |" in table
+    # spaCy `ner` has no paper row; whole documents sit beside the sentences.
+    (metrics / "conllpp" / "spacy_ner.json").write_text(json.dumps(scores))
+    (metrics / "conllpp" / "spandec_documents.json").write_text(json.dumps({"seqeval_f": 0.75}))
+    rows = results_table.collect(metrics, timings)
+    assert list(rows)[:2] == ["conllpp/spacy_ner", "conllpp/spandec"]
+    table = results_table.markdown(rows, {"machine": "m", "date": "d", "command": "c"})
+    assert "| conllpp | spaCy `ner` | 80.0 | 70.0 | 90.0 |  |  |" in table
+    assert "| conllpp | SpanDec | 80.0 | 70.0 | 90.0 | 75.0 | 93.7 |" in table
 
 
 def test_wall_times_sum_the_successful_steps_of_each_run(tmp_path):
