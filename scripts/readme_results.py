@@ -41,6 +41,8 @@ DEFAULT_ROWS: Dict[str, Row] = {
     "CrossNER (5 domains), CPU budget": "metrics/crossner/{}.json",
     "CoNLL++ sentences, converged": CONVERGED + "/evaluate_{}_sentences.json",
     "CoNLL++ whole documents, converged": CONVERGED + "/evaluate_{}_documents.json",
+    "CoNLL++ sentences, converged, seed 1": "metrics/conllpp_seed1_converge/{}.json",
+    "CoNLL++ whole documents, converged, seed 1": "metrics/conllpp_seed1_converge/{}_documents.json",
 }
 EARLIER = "results/archive/metrics_400_sentences32"
 EARLIER_ROWS: Dict[str, Row] = {
