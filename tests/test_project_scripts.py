@@ -673,3 +673,22 @@ def test_decoding_report_reads_the_calibrate_and_evaluate_outputs(tmp_path):
     assert "| no offset (the default) | – | 81.00 | 80.00 | – | 90.0 / 80.0 |" in text
     assert "| global O offset | O -0.5 | 83.00 | 82.00 | 0.050 | 90.0 / 80.0 |" in text
     assert "per-label" not in text  # rows without files are left out
+
+
+def test_error_breakdown_sorts_each_miss_and_wrong_prediction_by_kind():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "dev"))
+    import error_breakdown
+
+    gold = [[(0, 5, "ORG"), (10, 15, "PER"), (20, 25, "LOC"), (30, 35, "MISC")], [(0, 4, "ORG")]]
+    predicted = [
+        [(0, 5, "LOC"), (10, 14, "PER"), (20, 25, "LOC"), (40, 45, "ORG")],
+        [(0, 9, "PER")],
+    ]
+    result = error_breakdown.breakdown(gold, predicted)
+    everything = result["all"]
+    assert (everything["tp"], everything["fp"], everything["fn"]) == (1, 4, 4)
+    assert everything["fn_kinds"] == {"type": 1, "boundary": 1, "boundary_and_type": 1, "none": 1}
+    assert everything["fp_kinds"] == {"type": 1, "boundary": 1, "boundary_and_type": 1, "none": 1}
+    assert result["LOC"]["f"] == pytest.approx(100 * 2 / 3, abs=0.01)  # one right, one wrong
+    assert result["confusions"] == {"ORG -> LOC": 1}
+    assert "| all | m | 20.0 |" in error_breakdown.markdown({"m": result})
