@@ -17,7 +17,7 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Dict, Iterable, List, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import spacy
 from spacy.tokens import DocBin
@@ -30,15 +30,17 @@ Entity = Tuple[int, int, str]  # start_char, end_char, label
 KINDS = ("type", "boundary", "boundary_and_type", "none")
 
 
-def kind(entity: Entity, others: Iterable[Entity]) -> str:
-    """The closest kind of match `entity` has among `others` (which hold no exact match)."""
+def kind(entity: Entity, others: Iterable[Entity]) -> Tuple[str, Optional[str]]:
+    """The closest kind of match `entity` has among `others` (which hold no
+    exact match), and for a type error the label found at its boundaries."""
     start, end, label = entity
     overlapping = [o for o in others if o[0] < end and start < o[1]]
-    if any(o[0] == start and o[1] == end for o in overlapping):
-        return "type"
+    same_span = next((o[2] for o in overlapping if o[0] == start and o[1] == end), None)
+    if same_span is not None:
+        return "type", same_span
     if any(o[2] == label for o in overlapping):
-        return "boundary"
-    return "boundary_and_type" if overlapping else "none"
+        return "boundary", None
+    return ("boundary_and_type" if overlapping else "none"), None
 
 
 def breakdown(gold: List[List[Entity]], predicted: List[List[Entity]]) -> Dict[str, Dict]:
@@ -57,15 +59,15 @@ def breakdown(gold: List[List[Entity]], predicted: List[List[Entity]]) -> Dict[s
             if entity in exact:
                 count(entity[2], "tp")
             else:
+                missed, predicted_label = kind(entity, pred_ents)
                 count(entity[2], "fn")
-                count(entity[2], "fn_" + kind(entity, pred_ents))
-                for start, end, label in pred_ents:
-                    if (start, end) == entity[:2]:
-                        confusions[f"{entity[2]} -> {label}"] += 1
+                count(entity[2], "fn_" + missed)
+                if predicted_label is not None:
+                    confusions[f"{entity[2]} -> {predicted_label}"] += 1
         for entity in pred_ents:
             if entity not in exact:
                 count(entity[2], "fp")
-                count(entity[2], "fp_" + kind(entity, gold_ents))
+                count(entity[2], "fp_" + kind(entity, gold_ents)[0])
     result = {}
     for label, c in sorted(counts.items()):
         tp, fp, fn = c["tp"], c["fp"], c["fn"]
